@@ -1,0 +1,79 @@
+"""The Python API: a RAM Ceph cluster as a context manager, like a test database fixture.
+
+    import ramburst
+    with ramburst.deploy(size="2G") as cluster:
+        cluster.ioctx().write_full("obj", b"data")
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from . import orchestrator
+from . import status as status_mod
+from .ceph.admin import load_rados
+from .config import Config, build_config, default_state_root
+
+
+class Cluster:
+    """A running instance: its connection details as data, and handles to use it."""
+
+    def __init__(self, state_dir: Path):
+        self.state_dir = Path(state_dir)
+        self.env: dict[str, str] = status_mod.environment(self.state_dir)
+        self.name = self.env["RAMBURST_NAME"]
+        self.pool = self.env["RAMBURST_POOL"]
+        self.conf = Path(self.env["CEPH_CONF"])
+        self._rados = None
+
+    def __repr__(self) -> str:
+        return f"Cluster(name={self.name!r}, pool={self.pool!r}, conf='{self.conf}')"
+
+    def rados(self):
+        """A connected rados.Rados handle as client.admin (closed by `down`)."""
+        if self._rados is None:
+            rados = load_rados()
+            self._rados = rados.Rados(conffile=str(self.conf), name="client.admin")
+            self._rados.connect(timeout=30)
+        return self._rados
+
+    def ioctx(self, pool: str | None = None):
+        """A rados.Ioctx on the instance's pool (or on `pool`)."""
+        return self.rados().open_ioctx(pool or self.pool)
+
+    def status(self) -> dict:
+        return status_mod.collect(self.state_dir)
+
+    def close(self) -> None:
+        if self._rados is not None:
+            self._rados.shutdown()
+            self._rados = None
+
+    def down(self) -> None:
+        self.close()
+        orchestrator.down(self.state_dir, quiet=True)
+
+
+def up(config: Config | None = None, progress: bool = False, config_file: str | Path | None = None,
+       **options: Any) -> Cluster:
+    """Deploy and return the running cluster; the caller must call `down()`."""
+    if config is None:
+        config = build_config(Path(config_file) if config_file else None, **options)
+    orchestrator.up(config, show_progress=progress)
+    return Cluster(config.instance_dir)
+
+
+@contextmanager
+def deploy(config_file: str | Path | None = None, progress: bool = False, **options: Any) -> Iterator[Cluster]:
+    """Deploy for the duration of a `with` block; everything is removed when it ends."""
+    cluster = up(config_file=config_file, progress=progress, **options)
+    try:
+        yield cluster
+    finally:
+        cluster.down()
+
+
+def attach(name: str = "default", state_dir: str | Path | None = None) -> Cluster:
+    """A handle on an instance that is already up (e.g. made with `ramburst up`)."""
+    return Cluster(Path(state_dir) if state_dir else default_state_root() / name)

@@ -1,0 +1,1 @@
+"""The Ceph backend: one small unit per daemon kind, the generated conf, keys, admin client."""

@@ -1,0 +1,116 @@
+"""Talking to the cluster as client.admin through librados: one connection, no CLI start-up cost."""
+from __future__ import annotations
+
+import glob
+import importlib.machinery
+import importlib.util
+import json
+import sys
+import sysconfig
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import DeployError, RamburstError
+
+_SYSTEM_DIRS = ("/usr/lib/python3/dist-packages", "/usr/lib64/python3*/site-packages",
+                "/usr/local/lib/python3*/dist-packages")
+
+
+def load_rados():
+    """Import the `rados` binding, which only the distribution package (python3-rados) ships.
+
+    A virtualenv does not see system packages, so look for the extension module built for
+    this interpreter's ABI in the system folders and load that file alone.
+    """
+    if "rados" in sys.modules:
+        return sys.modules["rados"]
+    try:
+        import rados  # noqa: F401
+
+        return rados
+    except ImportError:
+        pass
+    suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
+    for pattern in _SYSTEM_DIRS:
+        for folder in glob.glob(pattern):
+            path = Path(folder) / f"rados{suffix}"
+            if path.is_file():
+                loader = importlib.machinery.ExtensionFileLoader("rados", str(path))
+                spec = importlib.util.spec_from_file_location("rados", path, loader=loader)
+                module = importlib.util.module_from_spec(spec)
+                loader.exec_module(module)
+                sys.modules["rados"] = module
+                return module
+    raise RamburstError(f"the python 'rados' module for this Python ({suffix}) is missing: "
+                        "sudo apt-get install python3-rados, and use the system's python3")
+
+
+class AdminClient:
+    """A librados handle as client.admin, with the few cluster commands ramburst needs."""
+
+    def __init__(self, conf: Path, timeout: float = 30):
+        rados = load_rados()
+        self.rados = rados
+        self.cluster = rados.Rados(conffile=str(conf), name="client.admin",
+                                   conf={"client_mount_timeout": str(int(timeout)),
+                                         "rados_mon_op_timeout": str(int(timeout))})
+        try:
+            self.cluster.connect(timeout=int(timeout))
+        except rados.Error as e:
+            self.cluster.shutdown()
+            raise DeployError(f"cannot reach the monitor: {e}") from None
+
+    def close(self) -> None:
+        self.cluster.shutdown()
+
+    def __enter__(self) -> "AdminClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def command(self, prefix: str, timeout: float = 30, inbuf: bytes = b"", **args: Any) -> Any:
+        """A mon command; returns parsed JSON output (or the text), raises with Ceph's message."""
+        cmd = {"prefix": prefix, "format": "json", **args}
+        rc, out, err = self.cluster.mon_command(json.dumps(cmd), inbuf, timeout=int(timeout))
+        if rc != 0:
+            raise DeployError(f"ceph {prefix} failed: {err.strip() or rc}")
+        if not out:
+            return None
+        try:
+            return json.loads(out)
+        except ValueError:
+            return out.decode(errors="replace")
+
+    def mgr_command(self, prefix: str, timeout: float = 10, **args: Any) -> Any:
+        cmd = {"prefix": prefix, "format": "json", **args}
+        rc, out, err = self.cluster.mgr_command(json.dumps(cmd), b"", timeout=int(timeout))
+        if rc != 0:
+            raise DeployError(f"ceph {prefix} failed: {err.strip() or rc}")
+        return json.loads(out) if out else None
+
+    def osd_new(self, osd_uuid: str, osd_id: int) -> None:
+        self.command("osd new", uuid=osd_uuid, id=osd_id)
+
+    def create_pool(self, name: str, pg_num: int, application: str = "rados") -> None:
+        self.command("osd pool create", pool=name, pg_num=pg_num, pgp_num=pg_num,
+                     pool_type="replicated")
+        self.command("osd pool application enable", pool=name, app=application,
+                     yes_i_really_mean_it=True)
+
+    def wait_osds_up(self, count: int, timeout: float, check=None) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            stat = self.command("osd stat")
+            if stat.get("num_up_osds", 0) >= count:
+                return
+            if check is not None:
+                check()
+            if time.monotonic() > deadline:
+                raise DeployError(f"only {stat.get('num_up_osds', 0)} of {count} OSDs came up "
+                                  f"within {timeout:.0f} s")
+            time.sleep(0.02)
+
+    def ioctx(self, pool: str):
+        return self.cluster.open_ioctx(pool)

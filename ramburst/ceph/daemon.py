@@ -1,0 +1,157 @@
+"""One Ceph daemon process: start it, recognise it later, stop it.
+
+A started daemon is recorded as (pid, start time, binary, conf). `down` stops a pid only
+when the live process still matches that record, so a recycled pid is never signalled.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psutil
+
+from ..errors import DeployError
+
+
+@dataclass(frozen=True)
+class ProcessRecord:
+    name: str  # mon.a, osd.0, fuse.mount ...
+    pid: int
+    create_time: float
+    exe: str
+    conf: str
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "ProcessRecord":
+        return cls(**data)
+
+    def process(self) -> psutil.Process | None:
+        """The live process this record names, or None if it has gone (or the pid was reused)."""
+        try:
+            p = psutil.Process(self.pid)
+            if abs(p.create_time() - self.create_time) > 0.05:
+                return None
+            if p.status() == psutil.STATUS_ZOMBIE:
+                return None
+            cmd = p.cmdline()
+            if not cmd or os.path.basename(cmd[0]) != os.path.basename(self.exe) or self.conf not in cmd:
+                return None
+            return p
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            return None
+
+    def alive(self) -> bool:
+        return self.process() is not None
+
+
+def stop_processes(records: list[ProcessRecord], timeout: float = 10.0) -> list[str]:
+    """Kill every recorded process that is still the one we started, and wait until it is gone.
+
+    SIGKILL, not SIGTERM: the data lives in RAM and is thrown away, so a graceful stop only
+    costs time (an OSD waits for the monitor, memstore would write its objects out first).
+    Returns the names of the processes that were still running.
+    """
+    live = [(r, p) for r in records if (p := r.process()) is not None]
+    for _, p in live:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    deadline = time.monotonic() + timeout
+    # Not our children (they outlive `up`), so poll; a zombie counts as gone.
+    while any(r.process() is not None for r, _ in live) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return [r.name for r, _ in live]
+
+
+class Daemon:
+    """A Ceph daemon of one kind; subclasses say how to make its data and what to run."""
+
+    kind = ""
+
+    def __init__(self, ident: str, binary: str, conf: Path, log_dir: Path):
+        self.id = ident
+        self.binary = binary
+        self.conf = conf
+        self.log_dir = log_dir
+        self.popen: subprocess.Popen | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}.{self.id}"
+
+    @property
+    def out_path(self) -> Path:
+        return self.log_dir / f"{self.name}.out"
+
+    def base_args(self) -> list[str]:
+        return [self.binary, "-c", str(self.conf), "-i", self.id]
+
+    def run_args(self) -> list[str]:
+        return self.base_args() + ["-f"]
+
+    def run_tool(self, args: list[str], what: str, timeout: float = 120) -> None:
+        """Run a one-shot command (mkfs...) with output kept in this daemon's .out file."""
+        with open(self.out_path, "ab") as out:
+            try:
+                rc = subprocess.run(args, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                    timeout=timeout).returncode
+            except subprocess.TimeoutExpired:
+                raise DeployError(f"{what} for {self.name} took over {timeout:.0f} s",
+                                  str(self.out_path)) from None
+        if rc != 0:
+            raise DeployError(f"{what} for {self.name} failed with exit code {rc}: "
+                              f"{last_line(self.out_path)}", str(self.out_path))
+
+    def start(self) -> ProcessRecord:
+        """Start the daemon in the foreground of its own session, so it outlives `up`."""
+        out = open(self.out_path, "ab")
+        try:
+            self.popen = subprocess.Popen(self.run_args(), stdin=subprocess.DEVNULL, stdout=out,
+                                          stderr=subprocess.STDOUT, start_new_session=True,
+                                          close_fds=True)
+        finally:
+            out.close()
+        try:
+            created = psutil.Process(self.popen.pid).create_time()
+        except psutil.NoSuchProcess:
+            created = 0.0
+        return ProcessRecord(self.name, self.popen.pid, created, self.binary, str(self.conf))
+
+    def check_running(self) -> None:
+        """Raise if the daemon has already exited, with the last thing it said."""
+        if self.popen is not None and self.popen.poll() is not None:
+            raise DeployError(f"{self.name} exited with code {self.popen.returncode}: "
+                              f"{last_line(self.out_path)}", str(self.log_dir / f"{self.name}.log"))
+
+
+def last_line(path: Path) -> str:
+    """The last informative line of a log, for a one-line error."""
+    try:
+        lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except FileNotFoundError:
+        return "(no output)"
+    for ln in reversed(lines):
+        if "error" in ln.lower() or "failed" in ln.lower() or "abort" in ln.lower():
+            return ln[-300:]
+    return lines[-1][-300:] if lines else "(no output)"
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.02, check=None):
+    """Poll `predicate` until it returns a truthy value; `check` may raise early."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if check is not None:
+            check()
+        if time.monotonic() > deadline:
+            raise DeployError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)

@@ -1,0 +1,207 @@
+"""The command line: stdout for results, stderr for progress, one line and a non-zero exit on error.
+
+click (not argparse) because `run -- CMD ARGS` and shared option groups come for free and its
+errors can be caught and reduced to one line; rich draws the progress on stderr.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from . import orchestrator
+from . import status as status_mod
+from .config import Config, build_config, default_state_root, read_config_file
+from .errors import Interrupted, RamburstError, UsageError
+
+
+def up_options(f):
+    """The options that describe a deployment, shared by `up` and `run`."""
+    opts = [
+        click.option("--config", "config_file", type=click.Path(path_type=Path),
+                     help="TOML file, or a DisTRaX .cfg/.ini file."),
+        click.option("--name", help="Instance name (default: default)."),
+        click.option("--size", help="RAM per host for all its OSDs, e.g. 2G (default: 2G)."),
+        click.option("--osds", type=int, help="OSDs per host (default: 1)."),
+        click.option("--replicas", type=int, help="Copies of each object (default: 1)."),
+        click.option("--pool", help="Pool name (default: ramburst)."),
+        click.option("--interface", help="Network interface the daemons bind (default: lo)."),
+        click.option("--state-dir", type=click.Path(path_type=Path),
+                     help="Folder for config, keys, logs (default: ~/.local/state/ramburst/NAME)."),
+        click.option("--device", type=click.Choice(["file", "memstore"]),
+                     help="OSD store: BlueStore on a tmpfs file (default) or memstore."),
+        click.option("--service", "services", multiple=True,
+                     help="Service to provide: pool (repeatable; default: pool)."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def select_options(f):
+    """Which instance a command acts on."""
+    for o in reversed([
+        click.option("--name", help="Instance name (default: default)."),
+        click.option("--state-dir", type=click.Path(path_type=Path), help="The instance's state folder."),
+        click.option("--config", "config_file", type=click.Path(path_type=Path),
+                     help="The config file it was deployed with."),
+    ]):
+        f = o(f)
+    return f
+
+
+def instance_dir(name: str | None, state_dir: Path | None, config_file: Path | None) -> Path:
+    if state_dir is not None:
+        return state_dir.absolute()
+    opts = read_config_file(config_file) if config_file else {}
+    if "state_dir" in opts:
+        return opts["state_dir"]
+    return default_state_root() / (name or opts.get("name") or "default")
+
+
+def make_config(config_file, **flags) -> Config:
+    config = build_config(config_file, **flags)
+    for note in config.notes:
+        click.echo(f"ramburst: note: {note}", err=True)
+    return config
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ramburst")
+def main():
+    """Turn this job's RAM into a real Ceph storage system, and remove it afterwards."""
+
+
+@main.command()
+@up_options
+def up(config_file, **flags):
+    """Deploy an instance and return once its pool takes writes."""
+    config = make_config(config_file, **flags)
+    orchestrator.up(config)
+    click.echo(f"ramburst: {config.name} is up; use it with: eval \"$(ramburst env --name {config.name})\"",
+               err=True)
+
+
+@main.command()
+@select_options
+def down(name, state_dir, config_file):
+    """Remove an instance: processes, RAM, files. Doing it twice is harmless."""
+    path = instance_dir(name, state_dir, config_file)
+    if not orchestrator.down(path):
+        click.echo(f"ramburst: nothing to remove at {path}", err=True)
+
+
+@main.command()
+@select_options
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(name, state_dir, config_file, as_json):
+    """Health, capacity and daemons; exits non-zero when the instance is not up."""
+    path = instance_dir(name, state_dir, config_file)
+    try:
+        report = status_mod.collect(path)
+    except status_mod.NotUp as e:
+        if as_json:
+            click.echo(json.dumps({"name": name or "default", "state": "absent", "error": str(e)}))
+        raise
+    click.echo(json.dumps(report, indent=1) if as_json else status_mod.render_text(report))
+    if not status_mod.is_up(report):
+        sys.exit(1)
+
+
+@main.command()
+@select_options
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of shell exports.")
+def env(name, state_dir, config_file, as_json):
+    """Print the environment for Ceph clients: eval "$(ramburst env)"."""
+    variables = status_mod.environment(instance_dir(name, state_dir, config_file))
+    if as_json:
+        click.echo(json.dumps(variables, indent=1))
+    else:
+        for k, v in variables.items():
+            click.echo(f"export {k}={shlex.quote(v)}")
+
+
+@main.command(context_settings={"ignore_unknown_options": False})
+@up_options
+@click.option("--grace", type=float, default=10.0, show_default=True,
+              help="Seconds CMD gets to exit after SIGTERM before it is killed.")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def run(config_file, grace, command, **flags):
+    """Deploy, run COMMAND with the instance's environment, always remove; exit with COMMAND's status."""
+    config = make_config(config_file, **flags)
+    orchestrator.up(config)
+    code = 1
+    try:
+        env = {**os.environ, **status_mod.environment(config.instance_dir)}
+        code = run_child(list(command), env, grace)
+    finally:
+        orchestrator.down(config.instance_dir)
+    sys.exit(code)
+
+
+def run_child(command: list[str], env: dict, grace: float) -> int:
+    """Run the user's command; pass SIGINT/SIGTERM on to it, kill it if it outlives `grace`."""
+    try:
+        child = subprocess.Popen(command, env=env)
+    except OSError as e:
+        click.echo(f"ramburst: error: cannot run {command[0]}: {e.strerror}", err=True)
+        return 127
+    received: list[float] = []
+
+    def forward(signum, frame):
+        received.append(time.monotonic())
+        if child.poll() is None:
+            child.send_signal(signum)
+
+    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = None
+        while code is None:
+            try:
+                code = child.wait(timeout=0.2)
+            except subprocess.TimeoutExpired:
+                if received and time.monotonic() - received[0] > grace:
+                    child.kill()
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    if code < 0:
+        code = 128 - code
+    return code
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """Entry point: every error becomes one line on stderr and an exit code."""
+    try:
+        main.main(args=argv, prog_name="ramburst", standalone_mode=False)
+        return 0
+    except click.UsageError as e:
+        click.echo(f"ramburst: error: {e.format_message()}", err=True)
+        return 2
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.exceptions.Abort:
+        return 130
+    except Interrupted as e:
+        click.echo(f"ramburst: {e}; everything made so far was removed", err=True)
+        return 128 + e.signum
+    except RamburstError as e:
+        click.echo(f"ramburst: error: {e}", err=True)
+        return e.exit_code
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 1
+
+
+def entry() -> None:
+    sys.exit(cli())
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,90 @@
+"""What this host offers: interface addresses, memory, free ports, Ceph binaries."""
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import psutil
+
+from .config import format_size
+from .errors import UsageError
+
+CEPH_BINARIES = {
+    "mon": "ceph-mon", "mgr": "ceph-mgr", "osd": "ceph-osd",
+    "mds": "ceph-mds", "rgw": "radosgw", "fuse": "ceph-fuse",
+}
+INSTALL_HINT = ("install Ceph: sudo apt-get install ceph-mon ceph-mgr ceph-osd ceph-mds radosgw "
+                "ceph-fuse ceph-common python3-rados (or run scripts/install.sh)")
+
+
+def interface_address(interface: str) -> str:
+    """The IPv4 address the daemons bind on `interface` (e.g. 'lo' -> 127.0.0.1)."""
+    addrs = psutil.net_if_addrs()
+    if interface not in addrs:
+        raise UsageError(f"interface {interface!r} does not exist here (have: {', '.join(sorted(addrs))})")
+    for a in addrs[interface]:
+        if a.family == socket.AF_INET:
+            return a.address
+    raise UsageError(f"interface {interface!r} has no IPv4 address")
+
+
+def free_port(address: str) -> int:
+    """A port nobody listens on at `address`, picked by the kernel."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((address, 0))
+        return s.getsockname()[1]
+
+
+def port_is_free(address: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((address, port))
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                return False
+            raise
+    return True
+
+
+def find_binary(kind: str) -> str:
+    name = CEPH_BINARIES[kind]
+    for d in (os.environ.get("PATH", "").split(os.pathsep) + ["/usr/bin", "/usr/sbin"]):
+        p = Path(d) / name
+        if d and p.is_file() and os.access(p, os.X_OK):
+            return str(p)
+    raise UsageError(f"{name} not found: {INSTALL_HINT}")
+
+
+def check_binaries(kinds: list[str]) -> dict[str, str]:
+    return {k: find_binary(k) for k in kinds}
+
+
+# Measured resident memory per daemon with the generated configuration (see docs/memory.md),
+# rounded up; used to refuse a deployment that would leave the host short of memory.
+DAEMON_RSS = {"mon": 96 * 2**20, "mgr": 320 * 2**20, "osd": 320 * 2**20,
+              "mds": 128 * 2**20, "rgw": 160 * 2**20, "fuse": 96 * 2**20}
+HEADROOM = 1 * 2**30
+
+
+def memory_needed(size: int, daemons: dict[str, int]) -> int:
+    return size + sum(DAEMON_RSS[k] * n for k, n in daemons.items())
+
+
+def check_memory(size: int, daemons: dict[str, int], ram_dir: Path) -> None:
+    """Refuse a size this host cannot hold in RAM, keeping headroom for the job itself."""
+    need = memory_needed(size, daemons)
+    available = psutil.virtual_memory().available
+    if need + HEADROOM > available:
+        raise UsageError(
+            f"size {format_size(size)} needs about {format_size(need)} of RAM with its daemons "
+            f"plus {format_size(HEADROOM)} headroom, but only {format_size(available)} is available"
+        )
+    try:
+        free = shutil.disk_usage(ram_dir).free
+    except FileNotFoundError:
+        raise UsageError(f"RAM folder {ram_dir} does not exist") from None
+    if size > free:
+        raise UsageError(f"size {format_size(size)} is larger than the {format_size(free)} free in {ram_dir}")

@@ -1,0 +1,57 @@
+"""Named steps of a deployment: progress on stderr, timings, and test-only fault hooks.
+
+RAMBURST_FAIL_AT=<step> makes that step fail; RAMBURST_HANG_AT=<step> makes it wait for a
+signal. Tests use them to prove that rollback leaves nothing behind after any step.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.markup import escape
+
+from .errors import DeployError
+
+# Set when `up` is interrupted, so that steps running in worker threads give up too.
+CANCELLED = threading.Event()
+
+
+class Steps:
+    def __init__(self, show: bool = True, prefix: str = ""):
+        self.console = Console(stderr=True, highlight=False) if show else None
+        self.prefix = prefix
+        self.start = time.monotonic()
+        self.timings: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+    def info(self, text: str) -> None:
+        if self.console is not None:
+            with self._lock:
+                self.console.print(f"[dim]{self.elapsed():6.2f}s[/] {escape(self.prefix + text)}")
+
+    @contextmanager
+    def step(self, name: str, label: str | None = None):
+        """Run one step; fault hooks fire at its start, its end is reported with elapsed time."""
+        inject(name)
+        t0 = time.monotonic()
+        yield
+        with self._lock:
+            self.timings[name] = self.timings.get(name, 0.0) + time.monotonic() - t0
+        self.info(label or name)
+
+
+def inject(step: str) -> None:
+    if os.environ.get("RAMBURST_FAIL_AT") == step:
+        raise DeployError(f"failure injected at step {step} (RAMBURST_FAIL_AT)")
+    if os.environ.get("RAMBURST_HANG_AT") == step:
+        print(f"ramburst: hanging at step {step} (RAMBURST_HANG_AT)", file=sys.stderr, flush=True)
+        while not CANCELLED.is_set():
+            time.sleep(0.05)
+        raise DeployError(f"step {step} cancelled")

@@ -1,0 +1,1 @@
+"""What users consume on top of the daemons: pool (and later s3, fs)."""

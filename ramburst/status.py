@@ -1,0 +1,98 @@
+"""Health, capacity and daemons of an instance, as data; the CLI renders it as text or JSON."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .ceph.admin import AdminClient
+from .config import format_size
+from .errors import RamburstError
+from .instance import InstanceState
+
+
+class NotUp(RamburstError):
+    exit_code = 1
+
+
+def environment(state_dir: Path) -> dict[str, str]:
+    """The variables a Ceph client needs to use the instance (what `ramburst env` exports)."""
+    state = InstanceState(state_dir)
+    meta = state.meta()
+    if meta is None:
+        raise NotUp(f"no instance at {state_dir}")
+    env = {
+        "CEPH_CONF": meta["conf"],
+        "CEPH_KEYRING": str(Path(state_dir) / "keys" / "client.admin.keyring"),
+        "RAMBURST_NAME": meta["name"],
+        "RAMBURST_STATE_DIR": str(state_dir),
+        "RAMBURST_POOL": meta["pool"],
+        "RAMBURST_MON_HOST": meta["mon_host"],
+    }
+    return env
+
+
+def collect(state_dir: Path, timeout: float = 5) -> dict:
+    state = InstanceState(state_dir)
+    meta = state.meta()
+    if meta is None:
+        raise NotUp(f"instance at {state_dir} is not up (no state)")
+    daemons = []
+    for h in state.hosts():
+        for p in h.processes:
+            daemons.append({"name": p.name, "host": h.label, "address": h.address, "pid": p.pid,
+                            "state": "running" if p.alive() else "dead"})
+    report: dict = {
+        "name": meta["name"], "state": meta["state"], "fsid": meta["fsid"],
+        "state_dir": str(state_dir), "mon_host": meta["mon_host"], "pool": meta["pool"],
+        "services": meta["services"], "device": meta["device"], "replicas": meta["replicas"],
+        "daemons": daemons, "health": None, "checks": {}, "capacity": None, "osds": None,
+        "error": None,
+    }
+    if not any(d["state"] == "running" for d in daemons if d["name"].startswith("mon.")):
+        report["error"] = "the monitor is not running"
+        return report
+    try:
+        with AdminClient(Path(meta["conf"]), timeout=timeout) as admin:
+            st = admin.command("status", timeout=timeout)
+            report["health"] = st["health"]["status"]
+            report["checks"] = {k: v["summary"]["message"] for k, v in st["health"].get("checks", {}).items()}
+            osdmap = st.get("osdmap", {})
+            report["osds"] = {"total": osdmap.get("num_osds"), "up": osdmap.get("num_up_osds"),
+                              "in": osdmap.get("num_in_osds")}
+            df = admin.command("df", timeout=timeout)
+            stats = df.get("stats", {}) if isinstance(df, dict) else {}
+            if stats.get("total_bytes"):
+                report["capacity"] = {"total_bytes": stats["total_bytes"],
+                                      "used_bytes": stats.get("total_used_raw_bytes", 0),
+                                      "avail_bytes": stats.get("total_avail_bytes", 0)}
+    except RamburstError as e:
+        report["error"] = str(e)
+    return report
+
+
+def is_up(report: dict) -> bool:
+    return report["state"] == "up" and report["health"] is not None
+
+
+def render_text(report: dict) -> str:
+    lines = [f"instance  {report['name']}  ({report['state']}, fsid {report['fsid']})"]
+    health = report["health"] or f"unreachable: {report['error']}"
+    lines.append(f"health    {health}")
+    for check, message in report["checks"].items():
+        lines.append(f"          {check}: {message}")
+    cap = report["capacity"]
+    if cap:
+        pct = 100 * cap["used_bytes"] / cap["total_bytes"]
+        lines.append(f"capacity  {format_size(cap['used_bytes'])} used of {format_size(cap['total_bytes'])} "
+                     f"({pct:.1f}%), {format_size(cap['avail_bytes'])} available")
+    elif report["health"]:
+        lines.append("capacity  (not reported yet: the manager is starting)")
+    if report["osds"]:
+        o = report["osds"]
+        lines.append(f"osds      {o['up']} up, {o['in']} in, of {o['total']}")
+    lines.append(f"services  {', '.join(report['services'])}  (pool {report['pool']}, "
+                 f"{report['replicas']} cop{'y' if report['replicas'] == 1 else 'ies'}, device {report['device']})")
+    lines.append(f"monitor   {report['mon_host']}")
+    lines.append("daemons")
+    for d in report["daemons"]:
+        lines.append(f"  {d['name']:<10} {d['host']:<4} {d['address']:<15} pid {d['pid']:<8} {d['state']}")
+    return "\n".join(lines)

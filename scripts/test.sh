@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# The whole test suite, real Ceph daemons included. Installs first (idempotent).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh
+exec .venv/bin/python -m pytest -ra "$@"
