@@ -51,11 +51,10 @@ def port_is_free(address: str, port: int) -> bool:
 
 def find_binary(kind: str) -> str:
     name = CEPH_BINARIES[kind]
-    for d in (os.environ.get("PATH", "").split(os.pathsep) + ["/usr/bin", "/usr/sbin"]):
-        p = Path(d) / name
-        if d and p.is_file() and os.access(p, os.X_OK):
-            return str(p)
-    raise UsageError(f"{name} not found: {INSTALL_HINT}")
+    path = shutil.which(name)
+    if path is None:
+        raise UsageError(f"{name} not found on PATH: {INSTALL_HINT}")
+    return path
 
 
 def check_binaries(kinds: list[str]) -> dict[str, str]:

@@ -217,9 +217,12 @@ def prepare_instance_dir(config: Config, steps: Steps) -> None:
     if not state.exists():
         return
     meta = state.meta() or {}
-    if state.live_processes() or _up_still_running(meta):
-        raise UsageError(f"instance {config.name!r} is already up "
-                         f"(state {config.instance_dir}); take it down with: ramburst down --name {config.name}")
+    how = (f"ramburst down --name {config.name}" if config.state_dir is None
+           else f"ramburst down --state-dir {config.instance_dir}")
+    if _up_still_running(meta):
+        raise UsageError(f"instance {config.name!r} is being deployed right now by process {meta['up_pid']}")
+    if meta.get("state") == "up" and state.live_processes():
+        raise UsageError(f"instance {config.name!r} is already up; take it down with: {how}")
     steps.info(f"removing the remains of a dead instance {config.name!r}")
     down(config.instance_dir, steps=steps, quiet=True)
 

@@ -1,6 +1,7 @@
 """The plan: which daemons run on which host, as plain data. Nothing here has side effects."""
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,8 +73,10 @@ def pg_count(osds: int, replicas: int) -> int:
 
 
 def ram_root(config: Config) -> Path:
-    """Where this instance keeps RAM data on every host: per user and per instance name."""
-    return config.ram_dir / f"ramburst-{os.getuid()}-{config.name}"
+    """Where this instance keeps RAM data on every host: per user, name and state folder,
+    so two instances never share it, even with the same name in different state folders."""
+    tag = hashlib.sha1(str(config.instance_dir).encode()).hexdigest()[:6]
+    return config.ram_dir / f"ramburst-{os.getuid()}-{config.name}-{tag}"
 
 
 def plan_cluster(config: Config, addresses: list[str], fsid: str, mon_port: int) -> Plan:

@@ -1,0 +1,71 @@
+"""Shared helpers: run the CLI as a user would, and prove that nothing was left behind."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import psutil
+import pytest
+
+RAMBURST = str(Path(sys.executable).with_name("ramburst"))
+
+
+def cli(*args: str, env: dict | None = None, timeout: float = 180, user: str | None = None,
+        **kwargs) -> subprocess.CompletedProcess:
+    """Run `ramburst ARGS` and capture its output."""
+    cmd = [RAMBURST, *map(str, args)]
+    if user is not None:
+        cmd = ["runuser", "-u", user, "--", "env", f"HOME={Path('~' + user).expanduser()}", *cmd]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})}, **kwargs)
+
+
+def unique_name(prefix: str = "t") -> str:
+    return f"{prefix}{uuid.uuid4().hex[:8]}"
+
+
+def ram_roots(name: str, uid: int | None = None) -> list[Path]:
+    return sorted(Path("/dev/shm").glob(f"ramburst-{os.getuid() if uid is None else uid}-{name}-*"))
+
+
+def processes_mentioning(text: str) -> list[str]:
+    found = []
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        if text in cmd and p.pid != os.getpid():
+            found.append(f"{p.pid} {cmd}")
+    return found
+
+
+def mon_port(state_dir: Path) -> int | None:
+    try:
+        meta = json.loads((Path(state_dir) / "instance.json").read_text())
+    except FileNotFoundError:
+        return None
+    return int(meta["mon_host"].rsplit(":", 1)[1].rstrip("]"))
+
+
+def assert_nothing_left(name: str, state_dir: Path, port: int | None = None, uid: int | None = None) -> None:
+    """No daemon, no RAM folder, no state folder, no mount, and the mon port is free again."""
+    state_dir = Path(state_dir)
+    assert processes_mentioning(str(state_dir / "ceph.conf")) == []
+    assert ram_roots(name, uid) == [], f"{ram_roots(name, uid)} left behind"
+    assert not state_dir.exists(), f"{state_dir} left behind"
+    mounts = Path("/proc/mounts").read_text()
+    assert str(state_dir) not in mounts and f"ramburst-{os.getuid() if uid is None else uid}-{name}-" not in mounts
+    if port is not None:
+        listening = {c.laddr.port for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN}
+        assert port not in listening, f"port {port} still bound"
+
+
+@pytest.fixture
+def instance_dir(tmp_path):
+    """A fresh instance name and state folder, taken down whatever the test did."""
+    name = unique_name()
+    state = tmp_path / name
+    yield name, state
+    cli("down", "--state-dir", state)
