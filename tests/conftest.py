@@ -69,3 +69,21 @@ def instance_dir(tmp_path):
     state = tmp_path / name
     yield name, state
     cli("down", "--state-dir", state)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_stray_daemons(tmp_path_factory):
+    """Safety net: a daemon still running from this session's folders at the end is killed
+    (by pid) and reported, so one failed test never leaves processes on the machine."""
+    base = str(tmp_path_factory.getbasetemp())
+    yield
+    strays = []
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        if base in cmd and p.pid != os.getpid():
+            strays.append(cmd)
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+    assert strays == [], f"daemons left running: {strays}"

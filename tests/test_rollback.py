@@ -18,9 +18,8 @@ STEPS = ["state-dir", "keys", "ram-dir", "mon-mkfs", "osd-mkfs", "mon-start", "m
 
 
 @pytest.mark.parametrize("step", STEPS)
-def test_failure_at_each_step_rolls_back(tmp_path, step):
-    name = unique_name("fail")
-    state = tmp_path / name
+def test_failure_at_each_step_rolls_back(instance_dir, step):
+    name, state = instance_dir
     r = cli("up", "--name", name, "--state-dir", state, "--size", "1G", env={"RAMBURST_FAIL_AT": step})
     assert r.returncode == 1, r.stderr
     last = r.stderr.strip().splitlines()[-1]
@@ -48,9 +47,8 @@ def wait_for_line(proc: subprocess.Popen, text: str, timeout: float = 60) -> Non
 
 @pytest.mark.parametrize("step,sig", [("mon-ready", signal.SIGINT), ("osd-up", signal.SIGTERM),
                                       ("pool-verify", signal.SIGTERM), ("osd-mkfs", signal.SIGINT)])
-def test_interrupt_rolls_back(tmp_path, step, sig):
-    name = unique_name("intr")
-    state = tmp_path / name
+def test_interrupt_rolls_back(instance_dir, step, sig):
+    name, state = instance_dir
     proc = subprocess.Popen([RAMBURST, "up", "--name", name, "--state-dir", str(state), "--size", "1G"],
                             stderr=subprocess.PIPE, text=True,
                             env={**__import__("os").environ, "RAMBURST_HANG_AT": step})
@@ -67,9 +65,8 @@ def test_interrupt_rolls_back(tmp_path, step, sig):
     assert_nothing_left(name, state)
 
 
-def test_down_after_kill_9_of_every_daemon(tmp_path):
-    name = unique_name("k9")
-    state = tmp_path / name
+def test_down_after_kill_9_of_every_daemon(instance_dir):
+    name, state = instance_dir
     assert cli("up", "--name", name, "--state-dir", state, "--size", "1G").returncode == 0
     meta = json.loads(cli("status", "--state-dir", state, "--json").stdout)
     for d in meta["daemons"]:
@@ -87,9 +84,8 @@ def test_down_after_kill_9_of_every_daemon(tmp_path):
     assert_nothing_left(name, state)
 
 
-def test_up_after_kill_9_of_up_cleans_the_stale_instance(tmp_path):
-    name = unique_name("k9up")
-    state = tmp_path / name
+def test_up_after_kill_9_of_up_cleans_the_stale_instance(instance_dir):
+    name, state = instance_dir
     proc = subprocess.Popen([RAMBURST, "up", "--name", name, "--state-dir", str(state), "--size", "1G"],
                             stderr=subprocess.PIPE, text=True,
                             env={**__import__("os").environ, "RAMBURST_HANG_AT": "osd-up"})
