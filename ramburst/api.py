@@ -42,6 +42,30 @@ class Cluster:
         """A rados.Ioctx on the instance's pool (or on `pool`)."""
         return self.rados().open_ioctx(pool or self.pool)
 
+    # Object helpers that fail fast on a full store. Plain librados pauses a write while the
+    # cluster is full (until rados_osd_op_timeout); FULL_TRY makes the OSD answer ENOSPC
+    # (rados.NoSpace) at once, and lets deletes through so that room can be made.
+    FULL_TRY = 64  # LIBRADOS_OPERATION_FULL_TRY
+
+    def put(self, name: str, data: bytes, pool: str | None = None) -> None:
+        """Store `data` as object `name`, replacing it; raises rados.NoSpace when full."""
+        rados = load_rados()
+        with self.ioctx(pool) as io, rados.WriteOpCtx() as op:
+            op.write_full(data)
+            io.operate_write_op(op, name, flags=self.FULL_TRY)
+
+    def get(self, name: str, pool: str | None = None) -> bytes:
+        with self.ioctx(pool) as io:
+            size, _ = io.stat(name)
+            return io.read(name, size)
+
+    def delete(self, name: str, pool: str | None = None) -> None:
+        """Remove object `name`; works on a full store too."""
+        rados = load_rados()
+        with self.ioctx(pool) as io, rados.WriteOpCtx() as op:
+            op.remove()
+            io.operate_write_op(op, name, flags=self.FULL_TRY)
+
     def status(self) -> dict:
         return status_mod.collect(self.state_dir)
 

@@ -68,22 +68,25 @@ DAEMON_RSS = {"mon": 96 * 2**20, "mgr": 320 * 2**20, "osd": 320 * 2**20,
 HEADROOM = 1 * 2**30
 
 
-def memory_needed(size: int, daemons: dict[str, int]) -> int:
-    return size + sum(DAEMON_RSS[k] * n for k, n in daemons.items())
+def memory_needed(size: int, overshoot: int, daemons: dict[str, int]) -> int:
+    """RAM one host may use: the data, writes in flight when it fills, and the daemons."""
+    return size + overshoot + sum(DAEMON_RSS[k] * n for k, n in daemons.items())
 
 
-def check_memory(size: int, daemons: dict[str, int], ram_dir: Path) -> None:
+def check_memory(size: int, overshoot: int, daemons: dict[str, int], ram_dir: Path) -> None:
     """Refuse a size this host cannot hold in RAM, keeping headroom for the job itself."""
-    need = memory_needed(size, daemons)
+    need = memory_needed(size, overshoot, daemons)
     available = psutil.virtual_memory().available
     if need + HEADROOM > available:
         raise UsageError(
-            f"size {format_size(size)} needs about {format_size(need)} of RAM with its daemons "
-            f"plus {format_size(HEADROOM)} headroom, but only {format_size(available)} is available"
+            f"size {format_size(size)} needs about {format_size(need + HEADROOM)} of RAM "
+            f"(data, {format_size(overshoot)} for writes in flight when full, daemons, "
+            f"{format_size(HEADROOM)} for the job), but only {format_size(available)} is available"
         )
     try:
         free = shutil.disk_usage(ram_dir).free
     except FileNotFoundError:
         raise UsageError(f"RAM folder {ram_dir} does not exist") from None
-    if size > free:
-        raise UsageError(f"size {format_size(size)} is larger than the {format_size(free)} free in {ram_dir}")
+    if size + overshoot > free:
+        raise UsageError(f"size {format_size(size)} (+{format_size(overshoot)} headroom) is larger "
+                         f"than the {format_size(free)} free in {ram_dir}")

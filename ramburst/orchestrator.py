@@ -26,7 +26,7 @@ from .ceph.osd import OsdDaemon
 from .config import Config
 from .errors import DeployError, Interrupted, RamburstError, UsageError
 from .instance import HostRecord, InstanceState
-from .plan import Plan, plan_cluster
+from .plan import FULL_HEADROOM, Plan, plan_cluster
 from .progress import CANCELLED, Steps
 from .services import pool as pool_service
 
@@ -207,7 +207,7 @@ def validate(config: Config) -> tuple[dict[str, str], str]:
     binaries = hostmod.check_binaries(["mon", "mgr", "osd"])
     address = hostmod.interface_address(config.interface)
     counts = {"mon": 1, "mgr": 1, "osd": config.osds}
-    hostmod.check_memory(config.size, counts, config.ram_dir)
+    hostmod.check_memory(config.size, FULL_HEADROOM * config.osds, counts, config.ram_dir)
     return binaries, address
 
 

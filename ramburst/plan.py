@@ -31,6 +31,17 @@ class HostPlan:
         return [d for d in self.daemons if d.kind == kind]
 
 
+# Capacity safety. Ceph's full ratios react within about a second (the OSD refreshes its
+# statfs once per heartbeat, then the monitor flags the pool full); RAM takes writes at GB/s,
+# so an OSD whose backing store is exactly the requested size is filled before the flag is
+# up, and BlueStore aborts on ENOSPC. The store is therefore made FULL_HEADROOM larger than
+# asked (a sparse tmpfs file: RAM is used only if written) and the ratios are set so that the
+# requested size is where writes stop. BLUESTORE_META is what BlueStore reports used when
+# empty (its RocksDB space); it is sparse too, so it is added on top rather than taken away.
+FULL_HEADROOM = 2**30
+BLUESTORE_META = 320 * 2**20
+
+
 @dataclass(frozen=True)
 class Plan:
     name: str
@@ -55,6 +66,21 @@ class Plan:
     @property
     def osds(self) -> list[DaemonSpec]:
         return [d for h in self.hosts for d in h.of_kind("osd")]
+
+    @property
+    def store_meta(self) -> int:
+        return BLUESTORE_META if self.device == "file" else 0
+
+    @property
+    def block_bytes(self) -> int:
+        """Size of each OSD's backing store: the requested share plus headroom."""
+        return self.osd_bytes + self.store_meta + FULL_HEADROOM
+
+    def full_ratios(self) -> dict[str, float]:
+        """Ceph's ratios (of block_bytes) that put 'full' at the requested size."""
+        base = (self.osd_bytes + self.store_meta) / self.block_bytes
+        return {"nearfull": round(0.85 * base, 4), "backfillfull": round(0.90 * base, 4),
+                "full": round(0.95 * base, 4), "failsafe": round(base, 4)}
 
     def host(self, label: str) -> HostPlan:
         for h in self.hosts:

@@ -61,12 +61,27 @@ def collect(state_dir: Path, timeout: float = 5) -> dict:
             df = admin.command("df", timeout=timeout)
             stats = df.get("stats", {}) if isinstance(df, dict) else {}
             if stats.get("total_bytes"):
-                report["capacity"] = {"total_bytes": stats["total_bytes"],
-                                      "used_bytes": stats.get("total_used_raw_bytes", 0),
-                                      "avail_bytes": stats.get("total_avail_bytes", 0)}
+                dump = admin.command("osd dump", timeout=timeout)
+                report["capacity"] = capacity(stats, dump, report["checks"])
     except RamburstError as e:
         report["error"] = str(e)
     return report
+
+
+def capacity(stats: dict, osd_dump: dict, checks: dict) -> dict:
+    """Usage against what users can write: the backing stores are larger than the requested
+    size by a headroom (plan.FULL_HEADROOM), and the full ratio marks the requested size."""
+    raw_total = stats["total_bytes"]
+    usable = int(raw_total * osd_dump.get("full_ratio", 0.95))
+    used = stats.get("total_used_raw_bytes", 0)
+    if "OSD_FULL" in checks or "POOL_FULL" in checks or "OSD_BACKFILLFULL" in checks:
+        state = "full"
+    elif "OSD_NEARFULL" in checks or "POOL_NEARFULL" in checks:
+        state = "nearfull"
+    else:
+        state = "ok"
+    return {"usable_bytes": usable, "used_bytes": used, "avail_bytes": max(0, usable - used),
+            "raw_bytes": raw_total, "state": state}
 
 
 def is_up(report: dict) -> bool:
@@ -81,9 +96,14 @@ def render_text(report: dict) -> str:
         lines.append(f"          {check}: {message}")
     cap = report["capacity"]
     if cap:
-        pct = 100 * cap["used_bytes"] / cap["total_bytes"]
-        lines.append(f"capacity  {format_size(cap['used_bytes'])} used of {format_size(cap['total_bytes'])} "
-                     f"({pct:.1f}%), {format_size(cap['avail_bytes'])} available")
+        pct = 100 * cap["used_bytes"] / max(1, cap["usable_bytes"])
+        lines.append(f"capacity  {format_size(cap['used_bytes'])} used of {format_size(cap['usable_bytes'])} "
+                     f"({pct:.0f}%), {format_size(cap['avail_bytes'])} available")
+        if cap["state"] == "full":
+            lines.append("          FULL: writes are refused (clients get an error after "
+                         "their op timeout); delete data, or deploy with a larger --size")
+        elif cap["state"] == "nearfull":
+            lines.append("          NEAR FULL: writes will be refused soon")
     elif report["health"]:
         lines.append("capacity  (not reported yet: the manager is starting)")
     if report["osds"]:

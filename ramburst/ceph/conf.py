@@ -32,12 +32,16 @@ class Layout:
         return self.logs / f"{daemon_name}.log"
 
 
+CLIENT_OP_TIMEOUT = 20
+
+
 def _fmt(settings: dict[str, object]) -> str:
     return "".join(f"\t{k} = {v}\n" for k, v in settings.items())
 
 
 def render_conf(plan: Plan, layout: Layout) -> str:
     single_copy = plan.replicas == 1
+    ratios = plan.full_ratios()
     glob = {
         "fsid": plan.fsid,
         "mon host": plan.mon_host,
@@ -73,21 +77,25 @@ def render_conf(plan: Plan, layout: Layout) -> str:
         "mon osd prime pg temp": "false",
         # Short-lived cluster: no crash reports or telemetry to the outside.
         "mgr initial modules": "iostat",
-        # A store in RAM: the backing memory is the limit; react before it is reached.
-        "mon osd nearfull ratio": 0.80,
-        "mon osd backfillfull ratio": 0.85,
-        "mon osd full ratio": 0.90,
-        # Clients never wait forever for a cluster that has gone away.
-        "client mount timeout": 30,
-        "rados mon op timeout": 60,
+        # Capacity safety (see plan.FULL_HEADROOM): full at the requested size, with the
+        # backing store larger by a sparse headroom that absorbs writes in flight.
+        "mon osd nearfull ratio": ratios["nearfull"],
+        "mon osd backfillfull ratio": ratios["backfillfull"],
+        "mon osd full ratio": ratios["full"],
+        # Usage statistics every second, so `status` and the full flags are current.
+        "mgr stats period": 1,
     }
     sections = [("global", glob)]
 
     osd = {
         "osd objectstore": "bluestore" if plan.device == "file" else "memstore",
-        # BlueStore on a tmpfs file: BlueStore creates and sizes the file itself.
+        # The OSD drops writes itself past the requested size, without waiting for the monitor,
+        # and re-reads its usage every second (the heartbeat) instead of every 6.
+        "osd failsafe full ratio": ratios["failsafe"],
+        "osd heartbeat interval": 1,
+        # BlueStore on a tmpfs file: BlueStore creates and sizes the (sparse) file itself.
         "bluestore block create": "true",
-        "bluestore block size": plan.osd_bytes,
+        "bluestore block size": plan.block_bytes,
         # tmpfs reports itself as rotational; RAM behaves like the fastest SSD.
         "bluestore debug enforce settings": "ssd",
         "bluestore min alloc size": 4096,
@@ -101,13 +109,19 @@ def render_conf(plan: Plan, layout: Layout) -> str:
         "bluestore cache autotune": "false",
         "bluestore cache size": 64 * 2**20,
         "osd memory target": 896 * 2**20,
-        # Memstore holds objects in the OSD's heap: bound it by the requested size.
-        "memstore device bytes": plan.osd_bytes,
+        # Memstore holds objects in the OSD's heap and never refuses a write itself: its size
+        # only feeds statfs, so the same ratios stop writes at the requested size.
+        "memstore device bytes": plan.block_bytes,
         "memstore page set": "false",
     }
     sections.append(("osd", osd))
     sections.append(("mon", {"mon data avail warn": 5, "mon data avail crit": 1}))
-    sections.append(("client", {"log file": "/dev/null", "admin socket": ""}))
+    # Clients (rados, librados programs, ceph-fuse, radosgw) give up instead of waiting forever,
+    # e.g. on a write paused because the store is full or after the cluster went away.
+    sections.append(("client", {"log file": "/dev/null", "admin socket": "",
+                                "rados osd op timeout": CLIENT_OP_TIMEOUT,
+                                "rados mon op timeout": CLIENT_OP_TIMEOUT,
+                                "client mount timeout": CLIENT_OP_TIMEOUT}))
     for host in plan.hosts:
         for d in host.daemons:
             s: dict[str, object] = {"public addr": host.address}

@@ -1,0 +1,133 @@
+"""A full store: a clear client error in bounded time, no daemon abort, acknowledged data intact.
+
+Before the fix, `rados bench` filled a BlueStore OSD on a tmpfs file faster than Ceph's full
+ratios react, and the OSD aborted on ENOSPC (FACTS.md). These tests write at full speed
+past the requested size, through librados with 16 writers, on every device.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+import ramburst
+from conftest import cli
+from ramburst.ceph.admin import load_rados
+from ramburst.plan import BLUESTORE_META, FULL_HEADROOM
+
+pytestmark = pytest.mark.ceph
+
+OBJ = 4 * 2**20
+
+
+def fill(conf: str, pool: str, limit_bytes: int, timeout: float = 5) -> tuple[dict[str, str], list[str]]:
+    """Write 4 MiB objects with 16 writers until writes fail; return {acknowledged: sha256}, errors."""
+    rados = load_rados()
+    cluster = rados.Rados(conffile=conf, name="client.admin",
+                          conf={"rados_osd_op_timeout": str(timeout)})
+    cluster.connect(timeout=10)
+    acked: dict[str, str] = {}
+    errors: list[str] = []
+    try:
+        io = cluster.open_ioctx(pool)
+
+        def put(i: int) -> None:
+            if errors:
+                return
+            data = os.urandom(OBJ)
+            try:
+                io.write_full(f"fill-{i}", data)
+                acked[f"fill-{i}"] = hashlib.sha256(data).hexdigest()
+            except rados.Error as e:
+                errors.append(f"{type(e).__name__}: {e}")
+
+        with ThreadPoolExecutor(16) as pool_:
+            list(pool_.map(put, range(limit_bytes // OBJ)))
+        io.close()
+    finally:
+        cluster.shutdown()
+    return acked, errors
+
+
+def read_back(conf: str, pool: str, acked: dict[str, str]) -> list[str]:
+    rados = load_rados()
+    cluster = rados.Rados(conffile=conf, name="client.admin")
+    cluster.connect(timeout=10)
+    bad = []
+    try:
+        io = cluster.open_ioctx(pool)
+        for name, digest in acked.items():
+            if hashlib.sha256(io.read(name, OBJ + 1)).hexdigest() != digest:
+                bad.append(name)
+        io.close()
+    finally:
+        cluster.shutdown()
+    return bad
+
+
+@pytest.mark.parametrize("device", ["file", "memstore"])
+def test_pool_full_errors_and_keeps_data(instance_dir, device):
+    name, state = instance_dir
+    r = cli("up", "--name", name, "--state-dir", state, "--size", "1G", "--device", device)
+    assert r.returncode == 0, r.stderr
+    conf = str(state / "ceph.conf")
+    t0 = time.monotonic()
+    acked, errors = fill(conf, "ramburst", limit_bytes=3 * 2**30)
+    elapsed = time.monotonic() - t0
+    assert errors, "writing 3 GiB into a 1 GiB store must fail"
+    assert elapsed < 120
+    # It stopped near the requested size: writes in flight while the OSD noticed may pass it,
+    # by no more than the headroom the memory check reserved for them.
+    stored = len(acked) * OBJ
+    assert 0.5 * 2**30 < stored <= 2**30 + FULL_HEADROOM, stored
+    ram = sum(f.stat().st_blocks * 512 for f in Path("/dev/shm").glob(f"ramburst-*-{name}-*/**/*") if f.is_file())
+    assert ram <= 2**30 + FULL_HEADROOM + BLUESTORE_META, ram
+
+    report = json.loads(cli("status", "--state-dir", state, "--json").stdout)
+    assert all(d["state"] == "running" for d in report["daemons"]), report["daemons"]
+    assert report["capacity"]["state"] == "full", report
+    assert "OSD_FULL" in report["checks"] or "POOL_FULL" in report["checks"]
+    text = cli("status", "--state-dir", state).stdout
+    assert "FULL: writes are refused" in text
+
+    assert read_back(conf, "ramburst", acked) == []
+
+    # An ordinary client with the exported environment gets an error, not a hang.
+    env = {**os.environ, **json.loads(cli("env", "--state-dir", state, "--json").stdout)}
+    t0 = time.monotonic()
+    put = subprocess.run(["rados", "-p", "ramburst", "put", "one-more", "/etc/hostname"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert put.returncode != 0
+    assert time.monotonic() - t0 < 60
+
+    # A full store takes deletes that say so (as `rados rm --force-full` does), and then writes.
+    assert subprocess.run(["rados", "-p", "ramburst", "rm", "--force-full", next(iter(acked))],
+                          env=env, timeout=60).returncode == 0
+    # The Python API says "no space" at once, and deletes on a full store.
+    rados = load_rados()
+    cluster = ramburst.attach(state_dir=state)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(rados.NoSpace):
+            cluster.put("api-object", b"x" * 4096)
+        assert time.monotonic() - t0 < 10
+        for name_ in list(acked)[1: len(acked) // 2]:
+            cluster.delete(name_)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                cluster.put("after-delete", b"x" * 4096)
+                break
+            except rados.NoSpace:
+                assert time.monotonic() < deadline, "store did not accept writes after deletes"
+                time.sleep(0.5)
+        assert cluster.get("after-delete") == b"x" * 4096
+        assert read_back(conf, "ramburst", {k: v for k, v in list(acked.items())[len(acked) // 2:]}) == []
+    finally:
+        cluster.close()
