@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import click
+import psutil
 
 from . import orchestrator
 from . import status as status_mod
@@ -147,18 +148,34 @@ def run(config_file, grace, command, **flags):
 
 
 def run_child(command: list[str], env: dict, grace: float) -> int:
-    """Run the user's command; pass SIGINT/SIGTERM on to it, kill it if it outlives `grace`."""
+    """Run the user's command; on SIGINT/SIGTERM signal it and everything it started, and kill
+    what is left after `grace` seconds, so no part of the job outlives the storage."""
     try:
         child = subprocess.Popen(command, env=env)
     except OSError as e:
         click.echo(f"ramburst: error: cannot run {command[0]}: {e.strerror}", err=True)
         return 127
     received: list[float] = []
+    known: dict[int, psutil.Process] = {}  # the command's process tree when a signal came
+
+    def tree() -> list[psutil.Process]:
+        try:
+            root = psutil.Process(child.pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def signal_tree(signum: int) -> None:
+        known.update({p.pid: p for p in tree()})
+        for p in known.values():
+            try:
+                p.send_signal(signum)
+            except psutil.NoSuchProcess:
+                pass
 
     def forward(signum, frame):
         received.append(time.monotonic())
-        if child.poll() is None:
-            child.send_signal(signum)
+        signal_tree(signum)
 
     old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -168,7 +185,15 @@ def run_child(command: list[str], env: dict, grace: float) -> int:
                 code = child.wait(timeout=0.2)
             except subprocess.TimeoutExpired:
                 if received and time.monotonic() - received[0] > grace:
-                    child.kill()
+                    signal_tree(signal.SIGKILL)
+        if received:
+            # The command has exited; what it started must not outlive the job either.
+            _, alive = psutil.wait_procs(list(known.values()), timeout=max(0.0, grace - (time.monotonic() - received[0])))
+            for p in alive:
+                try:
+                    p.kill()
+                except psutil.NoSuchProcess:
+                    pass
     finally:
         for s, h in old.items():
             signal.signal(s, h)
