@@ -208,7 +208,11 @@ def cli(argv: list[str] | None = None) -> int:
         main.main(args=argv, prog_name="ramburst", standalone_mode=False)
         return 0
     except click.UsageError as e:
-        click.echo(f"ramburst: error: {e.format_message()}", err=True)
+        if type(e).__name__ == "NoArgsIsHelpError" or (argv is not None and not argv) or \
+                (argv is None and len(sys.argv) == 1):
+            click.echo(main.get_help(click.Context(main, info_name="ramburst")), err=True)
+        else:
+            click.echo(f"ramburst: error: {e.format_message()}", err=True)
         return 2
     except click.exceptions.Exit as e:
         return e.exit_code

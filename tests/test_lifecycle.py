@@ -153,3 +153,21 @@ def test_name_already_up_is_refused(tmp_path):
     finally:
         cli("down", "--state-dir", state)
     assert_nothing_left(name, state)
+
+
+def test_distrax_config_as_it_is(tmp_path):
+    """`ramburst up/status/down --config distrax.cfg` work like `distrax -a create/remove`."""
+    folder = tmp_path / "my_ceph"
+    cfg = tmp_path / "distrax.cfg"
+    cfg.write_text(f"[setup]\nbackend = ceph\nfolder = {folder}\ninterface = lo\nnumber_of_hosts = 1\n"
+                   "service = pool\n\n[ram]\ntype = brd\nnumber = 2\nsize_in_gb = 1\n")
+    up = cli("up", "--config", cfg)
+    assert up.returncode == 0, up.stderr
+    assert "type = brd: using a tmpfs file" in up.stderr
+    try:
+        report = json.loads(cli("status", "--config", cfg, "--json").stdout)
+        assert report["pool"] == "distrax" and report["osds"]["up"] == 2
+        assert (folder / "ceph.conf").exists()
+    finally:
+        assert cli("down", "--config", cfg).returncode == 0
+    assert_nothing_left("default", folder)
