@@ -14,6 +14,8 @@ from . import orchestrator
 from . import status as status_mod
 from .ceph.admin import load_rados
 from .config import Config, build_config, default_state_root
+from .errors import RamburstError
+from .services import s3 as s3_service
 
 
 class Cluster:
@@ -23,12 +25,25 @@ class Cluster:
         self.state_dir = Path(state_dir)
         self.env: dict[str, str] = status_mod.environment(self.state_dir)
         self.name = self.env["RAMBURST_NAME"]
-        self.pool = self.env["RAMBURST_POOL"]
+        self.pool = self.env.get("RAMBURST_POOL")
         self.conf = Path(self.env["CEPH_CONF"])
+        self.mount: Path | None = Path(self.env["RAMBURST_MOUNT"]) if "RAMBURST_MOUNT" in self.env else None
+        self.s3: dict[str, str] | None = None
+        if "AWS_ENDPOINT_URL" in self.env:
+            self.s3 = {"endpoint": self.env["AWS_ENDPOINT_URL"], "access_key": self.env["AWS_ACCESS_KEY_ID"],
+                       "secret_key": self.env["AWS_SECRET_ACCESS_KEY"],
+                       "credentials_file": self.env["RAMBURST_S3_CREDENTIALS"]}
         self._rados = None
 
     def __repr__(self) -> str:
-        return f"Cluster(name={self.name!r}, pool={self.pool!r}, conf='{self.conf}')"
+        return (f"Cluster(name={self.name!r}, pool={self.pool!r}, s3={self.s3 and self.s3['endpoint']!r}, "
+                f"mount={self.mount and str(self.mount)!r})")
+
+    def s3_client(self):
+        """A ready boto3 S3 client for the instance's endpoint and user (needs boto3)."""
+        if self.s3 is None:
+            raise RamburstError(f"instance {self.name!r} has no s3 service")
+        return s3_service.client(s3_service.read_credentials(Path(self.s3["credentials_file"])))
 
     def rados(self):
         """A connected rados.Rados handle as client.admin (closed by `down`)."""

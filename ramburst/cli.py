@@ -39,7 +39,9 @@ def up_options(f):
         click.option("--device", type=click.Choice(["file", "memstore"]),
                      help="OSD store: BlueStore on a tmpfs file (default) or memstore."),
         click.option("--service", "services", multiple=True,
-                     help="Service to provide: pool (repeatable; default: pool)."),
+                     help="pool, s3 or fs; repeat for several (default: pool)."),
+        click.option("--mount", type=click.Path(path_type=Path),
+                     help="Where the fs service is mounted (default: ~/ramburst/NAME)."),
     ]
     for o in reversed(opts):
         f = o(f)

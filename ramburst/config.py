@@ -80,6 +80,13 @@ class Config:
         return self.state_dir if self.state_dir is not None else default_state_root() / self.name
 
     @property
+    def mount_path(self) -> Path | None:
+        """Where the fs service is mounted: --mount, or ~/ramburst/NAME."""
+        if "fs" not in self.services:
+            return None
+        return self.mount or Path(os.path.expanduser("~")) / "ramburst" / self.name
+
+    @property
     def osd_bytes(self) -> int:
         return self.size // self.osds
 
@@ -102,6 +109,8 @@ class Config:
         unknown = [s for s in self.services if s not in SERVICES]
         if unknown or not self.services:
             raise UsageError(f"service {unknown[0] if unknown else '(none)'!r} is not one of: {', '.join(SERVICES)}")
+        if self.mount is not None and "fs" not in self.services:
+            raise UsageError("--mount is for the fs service: add --service fs")
         if self.hosts is not None and self.hosts < 1:
             raise UsageError(f"number of hosts must be at least 1, not {self.hosts}")
         return self
@@ -201,6 +210,8 @@ def read_distrax_ini(path: Path) -> dict[str, Any]:
             raise UsageError(f"{origin}: [setup] service = {setup['service']!r} cannot be mapped "
                              f"(one of {', '.join(_DISTRAX_SERVICES)})")
         opts["services"] = (_DISTRAX_SERVICES[service],)
+        if service == "filesystem" and os.geteuid() == 0:
+            opts["mount"] = Path("/mnt/distrax")  # where DisTRaX mounts it
     if "type" in ram:
         kind = ram["type"].lower()
         if kind not in _DISTRAX_RAM_TYPES:

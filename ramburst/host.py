@@ -14,7 +14,7 @@ from .errors import UsageError
 
 CEPH_BINARIES = {
     "mon": "ceph-mon", "mgr": "ceph-mgr", "osd": "ceph-osd",
-    "mds": "ceph-mds", "rgw": "radosgw", "fuse": "ceph-fuse",
+    "mds": "ceph-mds", "rgw": "radosgw", "fuse": "ceph-fuse", "rgw-admin": "radosgw-admin",
 }
 INSTALL_HINT = ("install Ceph: sudo apt-get install ceph-mon ceph-mgr ceph-osd ceph-mds radosgw "
                 "ceph-fuse ceph-common python3-rados (or run scripts/install.sh)")

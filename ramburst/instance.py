@@ -41,13 +41,17 @@ class HostRecord:
     address: str
     ram_dir: str
     processes: list[ProcessRecord] = field(default_factory=list)
-    mounts: list[str] = field(default_factory=list)
+    mounts: list[dict] = field(default_factory=list)  # {path, created: [folders made]}
 
     def save(self) -> None:
         write_json(self.path, {
             "label": self.label, "address": self.address, "ram_dir": self.ram_dir,
             "processes": [p.to_json() for p in self.processes], "mounts": self.mounts,
         })
+
+    def add_mount(self, path: str, created: list[str]) -> None:
+        self.mounts.append({"path": path, "created": created})
+        self.save()
 
     def add_process(self, record: ProcessRecord) -> None:
         self.processes.append(record)

@@ -19,18 +19,24 @@ from . import host as hostmod
 from .ceph import keys
 from .ceph.admin import AdminClient
 from .ceph.conf import Layout, render_conf
-from .ceph.daemon import Daemon, stop_processes
+from .ceph.daemon import Daemon, stop_processes, wait_for
 from .ceph.mgr import MgrDaemon
+from .ceph.fuse import FuseMount, check_mountpoint, create_mountpoint, is_mounted, unmount
+from .ceph.mds import MdsDaemon
 from .ceph.mon import MonDaemon
 from .ceph.osd import OsdDaemon
+from .ceph.rgw import RgwDaemon
 from .config import Config
 from .errors import DeployError, Interrupted, RamburstError, UsageError
 from .instance import HostRecord, InstanceState
 from .plan import FULL_HEADROOM, Plan, plan_cluster
 from .progress import CANCELLED, Steps
+from .services import fs as fs_service
 from .services import pool as pool_service
+from .services import s3 as s3_service
 
-DAEMON_CLASSES = {"mon": MonDaemon, "mgr": MgrDaemon, "osd": OsdDaemon}
+DAEMON_CLASSES = {"mon": MonDaemon, "mgr": MgrDaemon, "osd": OsdDaemon, "mds": MdsDaemon,
+                  "rgw": RgwDaemon}
 
 
 @contextmanager
@@ -90,10 +96,14 @@ class Deployment:
         self.undo = undo
         self.state = InstanceState(plan.state_dir)
         self.record: HostRecord | None = None
-        self.daemons: dict[str, Daemon] = {
-            d.name: DAEMON_CLASSES[d.kind](d.id, binaries[d.kind], self.layout.conf, self.layout.logs)
-            for d in self.host.daemons
-        }
+        self.daemons: dict[str, Daemon] = {}
+        for d in self.host.daemons:
+            if d.kind == "fuse":
+                unit = FuseMount(d.id, binaries["fuse"], self.layout.conf, self.layout.logs, plan.mount)
+            else:
+                unit = DAEMON_CLASSES[d.kind](d.id, binaries[d.kind], self.layout.conf, self.layout.logs)
+            self.daemons[d.name] = unit
+        self.s3: s3_service.S3Credentials | None = None
 
     def of_kind(self, kind: str) -> list:
         return [d for d in self.daemons.values() if d.kind == kind]
@@ -121,13 +131,14 @@ class Deployment:
             "replicas": p.replicas, "hosts": [h.label for h in p.hosts],
             "osds": len(p.osds), "osd_bytes": p.osd_bytes,
             "mount": str(p.mount) if p.mount else None,
+            "s3_endpoint": f"http://{p.mon_address}:{p.rgw_port}" if p.rgw_port else None,
             "conf": str(self.layout.conf), "up_pid": os.getpid(), "created": time.time(),
         }
 
     def write_secrets_and_conf(self) -> None:
         with self.steps.step("keys", "fresh keys and ceph.conf"):
-            entities = ["mon.", "client.admin"] + [
-                d.name for h in self.plan.hosts for d in h.daemons if d.kind != "mon"]
+            entities = list(dict.fromkeys(["mon.", "client.admin"] + [
+                d.entity for h in self.plan.hosts for d in h.daemons if d.kind != "mon"]))
             secrets = {e: keys.new_secret() for e in entities}
             for entity, secret in secrets.items():
                 if entity == "mon.":
@@ -201,13 +212,103 @@ class Deployment:
         for d in self.daemons.values():
             d.check_running()
 
+    # --- services ------------------------------------------------------------------------
+
+    def create_pool(self, admin: AdminClient) -> None:
+        if "pool" in self.plan.services:
+            with self.steps.step("pool-create", f"pool {self.plan.pool} created ({self.plan.pg_num} PGs)"):
+                pool_service.create_pool(admin, self.plan)
+
+    def verify_pool(self, admin: AdminClient) -> None:
+        if "pool" in self.plan.services:
+            with self.steps.step("pool-verify", f"pool {self.plan.pool} stores and returns data"):
+                pool_service.verify_pool(admin, self.plan.pool)
+
+    def start_s3(self, pool: ThreadPoolExecutor):
+        """Start radosgw; once it answers, create the S3 user (in the background; running
+        radosgw-admin while radosgw sets up its zone makes both wait ~5 s on each other)."""
+        rgws = self.of_kind("rgw")
+        if not rgws:
+            return None
+        rgw = rgws[0]
+        with self.steps.step("rgw-start", f"radosgw started on {self.host.address}:{self.plan.rgw_port}"):
+            self.s3 = s3_service.S3Credentials.generate(f"http://{self.host.address}:{self.plan.rgw_port}")
+            s3_service.write_credentials(self.plan.state_dir / "s3", self.s3)
+            rgw.prepare(self.layout.data(self.host.label, rgw.name))
+            self.start(rgw)
+
+        def make_user():
+            with self.steps.step("rgw-ready", "radosgw answers"):
+                s3_service.wait_http(self.s3.endpoint, 60, check=rgw.check_running)
+            with self.steps.step("s3-user", f"S3 user {self.s3.user} with fresh keys"):
+                s3_service.create_user(self.binaries["rgw-admin"], self.layout.conf, self.s3,
+                                       self.layout.logs / "radosgw-admin.log")
+        return pool.submit(make_user)
+
+    def ready_s3(self, user_job) -> None:
+        if user_job is None:
+            return
+        user_job.result()
+        with self.steps.step("s3-ready", f"S3 endpoint {self.s3.endpoint} answers signed requests"):
+            s3_service.wait_ready(self.s3, 60, check=self.check_daemons)
+
+    def start_fs(self, admin: AdminClient) -> None:
+        for mds in self.of_kind("mds"):
+            with self.steps.step("fs-create", "CephFS created"):
+                fs_service.create_filesystem(admin, self.plan)
+            with self.steps.step("mds-start", f"{mds.name} started"):
+                mds.prepare(self.layout.data(self.host.label, mds.name))
+                self.start(mds)
+
+    def make_mountpoint(self) -> None:
+        if self.plan.mount is None:
+            return
+        with self.steps.step("mountpoint", f"mountpoint {self.plan.mount}"):
+            check_mountpoint(self.plan.mount)
+            made = create_mountpoint(self.plan.mount)
+            self.undo.callback(remove_folders, made)
+            self.record.add_mount(str(self.plan.mount), made)
+
+    def mount_fs(self, admin: AdminClient | None) -> None:
+        fuses = self.of_kind("fuse")
+        if not fuses:
+            return
+        if admin is not None:
+            with self.steps.step("mds-ready", "MDS active"):
+                fs_service.wait_mds_active(admin, 60, check=self.check_daemons)
+        fuse = fuses[0]
+        with self.steps.step("fs-mount", f"CephFS mounted at {self.plan.mount}"):
+            self.start(fuse)
+            self.undo.callback(unmount, self.plan.mount)
+            wait_for(lambda: is_mounted(self.plan.mount), 60, f"the mount at {self.plan.mount}",
+                     check=fuse.check_running)
+            if admin is not None:
+                fs_service.set_quota(self.plan.mount, int(0.9 * self.plan.usable_bytes))
+
 
 def validate(config: Config) -> tuple[dict[str, str], str]:
-    """Everything that can be checked before anything is made: binaries, interface, memory."""
-    binaries = hostmod.check_binaries(["mon", "mgr", "osd"])
-    address = hostmod.interface_address(config.interface)
+    """Everything that can be checked before anything is made: binaries, interface, memory,
+    the mountpoint."""
+    kinds = ["mon", "mgr", "osd"]
     counts = {"mon": 1, "mgr": 1, "osd": config.osds}
+    if "s3" in config.services:
+        kinds += ["rgw", "rgw-admin"]
+        counts["rgw"] = 1
+    if "fs" in config.services:
+        kinds += ["mds", "fuse"]
+        counts.update(mds=1, fuse=1)
+        check_mountpoint(config.mount_path)
+        if not os.access("/dev/fuse", os.R_OK | os.W_OK):
+            raise UsageError("the fs service needs read and write access to /dev/fuse "
+                             "(ask for it, or use --service pool/s3)")
+    binaries = hostmod.check_binaries(kinds)
+    address = hostmod.interface_address(config.interface)
     hostmod.check_memory(config.size, FULL_HEADROOM * config.osds, counts, config.ram_dir)
+    if "s3" in config.services:
+        try:
+            import boto3  # noqa: F401
+        except ImportError:
+            raise UsageError("the s3 service needs boto3: pip install boto3") from None
     return binaries, address
 
 
@@ -244,7 +345,8 @@ def up(config: Config, show_progress: bool = True) -> dict:
     """Deploy the instance `config` describes on this host; return its instance.json data."""
     steps = Steps(show_progress)
     binaries, address = validate(config)
-    plan = plan_cluster(config, [address], str(uuid.uuid4()), hostmod.free_port(address))
+    rgw_port = hostmod.free_port(address) if "s3" in config.services else None
+    plan = plan_cluster(config, [address], str(uuid.uuid4()), hostmod.free_port(address), rgw_port)
     CANCELLED.clear()
     with signals_raise():
         prepare_instance_dir(config, steps)
@@ -254,9 +356,11 @@ def up(config: Config, show_progress: bool = True) -> dict:
                 dep.make_state_dir()
                 dep.write_secrets_and_conf()
                 dep.make_ram_dir()
+                dep.make_mountpoint()
                 osds = dep.of_kind("osd")
                 with ThreadPoolExecutor(max_workers=max(2, len(osds))) as pool:
                     mkfs = [pool.submit(dep.mkfs_osd, o) for o in osds]
+                    user_job = None
                     try:
                         dep.mkfs_mon()
                         dep.start_mon()
@@ -266,18 +370,22 @@ def up(config: Config, show_progress: bool = True) -> dict:
                             dep.register_osd(admin, osd)
                             job.result()
                             dep.start_osd(osd)
+                        dep.create_pool(admin)
+                        dep.start_fs(admin)
+                        with steps.step("osd-up", f"{len(osds)} OSD(s) up"):
+                            admin.wait_osds_up(len(osds), 60, check=dep.check_daemons)
+                        # After the OSDs: a radosgw whose first ops find no OSD waits for its
+                        # objecter's 5 s tick to learn the new map.
+                        user_job = dep.start_s3(pool)
+                        dep.verify_pool(admin)
+                        dep.ready_s3(user_job)
+                        dep.mount_fs(admin)
                     except BaseException:
                         CANCELLED.set()
                         raise
                     finally:
-                        for job in mkfs:
+                        for job in mkfs + ([user_job] if user_job else []):
                             job.cancel()
-                with steps.step("pool-create", f"pool {plan.pool} created ({plan.pg_num} PGs)"):
-                    pool_service.create_pool(admin, plan)
-                with steps.step("osd-up", f"{len(osds)} OSD(s) up"):
-                    admin.wait_osds_up(len(osds), 60, check=dep.check_daemons)
-                with steps.step("pool-verify", f"pool {plan.pool} stores and returns data"):
-                    pool_service.verify_pool(admin, plan.pool)
                 meta = dep.meta("up")
                 dep.state.write_meta(meta)
                 os.unlink(dep.layout.keys / "initial.keyring")
@@ -293,6 +401,15 @@ def up(config: Config, show_progress: bool = True) -> dict:
             raise DeployError(f"{cause}; rolled back", str(log) if log.exists() else None) from None
     steps.info(f"up in {steps.elapsed():.2f} s")
     return meta
+
+
+def remove_folders(made: list[str]) -> None:
+    """Remove folders `up` created (innermost first), only while they are empty."""
+    for folder in reversed(made):
+        try:
+            os.rmdir(folder)
+        except OSError:
+            break
 
 
 def remove_tree_and_empty_parent(path: Path) -> None:
@@ -314,10 +431,20 @@ def down(state_dir: Path, steps: Steps | None = None, quiet: bool = False) -> bo
     if not state.exists():
         return False
     hosts = state.hosts()
+    for h in hosts:
+        for m in h.mounts:
+            if is_mounted(Path(m["path"])):
+                how = unmount(Path(m["path"]))
+                steps.info(f"{m['path']}: {how}")
+                if how == "failed":
+                    raise RamburstError(f"cannot unmount {m['path']}; processes using it: "
+                                        f"fuser -vm {m['path']}; then run down again")
     stopped = stop_processes([p for h in hosts for p in h.processes])
     steps.info(f"stopped {', '.join(stopped) or 'no running daemons'}")
     for h in hosts:
         remove_tree_and_empty_parent(Path(h.ram_dir))
+        for m in h.mounts:
+            remove_folders(m["created"])
     remove_tree(state_dir)
     try:
         failure_log_path(state_dir).unlink()

@@ -19,6 +19,15 @@ class DaemonSpec:
     def name(self) -> str:
         return f"{self.kind}.{self.id}"
 
+    @property
+    def entity(self) -> str:
+        """The cephx identity: radosgw is a client of the cluster, ceph-fuse mounts as admin."""
+        if self.kind == "rgw":
+            return f"client.rgw.{self.id}"
+        if self.kind == "fuse":
+            return "client.admin"
+        return self.name
+
 
 @dataclass(frozen=True)
 class HostPlan:
@@ -58,6 +67,7 @@ class Plan:
     hosts: tuple[HostPlan, ...]
     mount: Path | None = None
     failure_domain: str = field(default="osd")
+    rgw_port: int | None = None
 
     @property
     def mon_host(self) -> str:
@@ -82,6 +92,11 @@ class Plan:
         return {"nearfull": round(0.85 * base, 4), "backfillfull": round(0.90 * base, 4),
                 "full": round(0.95 * base, 4), "failsafe": round(base, 4)}
 
+    @property
+    def usable_bytes(self) -> int:
+        """What users can store: the requested RAM of all hosts over the number of copies."""
+        return self.osd_bytes * len(self.osds) // self.replicas
+
     def host(self, label: str) -> HostPlan:
         for h in self.hosts:
             if h.label == label:
@@ -105,8 +120,10 @@ def ram_root(config: Config) -> Path:
     return config.ram_dir / f"ramburst-{os.getuid()}-{config.name}-{tag}"
 
 
-def plan_cluster(config: Config, addresses: list[str], fsid: str, mon_port: int) -> Plan:
-    """Lay out mon and mgr on the first host and `config.osds` OSDs on every host."""
+def plan_cluster(config: Config, addresses: list[str], fsid: str, mon_port: int,
+                 rgw_port: int | None = None) -> Plan:
+    """Lay out mon, mgr (and mds, radosgw) on the first host, `config.osds` OSDs on every
+    host, and a ceph-fuse mount on every host when the fs service is asked for."""
     if config.hosts is not None and config.hosts != len(addresses):
         raise UsageError(f"the config asks for {config.hosts} hosts but {len(addresses)} "
                          f"{'is' if len(addresses) == 1 else 'are'} taking part")
@@ -123,14 +140,21 @@ def plan_cluster(config: Config, addresses: list[str], fsid: str, mon_port: int)
         daemons: list[DaemonSpec] = []
         if i == 0:
             daemons += [DaemonSpec("mon", "a"), DaemonSpec("mgr", "x")]
+            if "fs" in config.services:
+                daemons.append(DaemonSpec("mds", "a"))
+            if "s3" in config.services:
+                daemons.append(DaemonSpec("rgw", f"h{i}"))
         for _ in range(config.osds):
             daemons.append(DaemonSpec("osd", str(next_osd)))
             next_osd += 1
+        if "fs" in config.services:
+            daemons.append(DaemonSpec("fuse", f"h{i}"))
         hosts.append(HostPlan(f"h{i}", address, root / f"h{i}", tuple(daemons)))
     return Plan(
         name=config.name, fsid=fsid, state_dir=config.instance_dir,
         mon_address=addresses[0], mon_port=mon_port, pool=config.pool,
         replicas=config.replicas, pg_num=pg_count(total_osds, config.replicas),
         device=config.device, osd_bytes=config.osd_bytes, services=config.services,
-        hosts=tuple(hosts), mount=config.mount, failure_domain=failure_domain,
+        hosts=tuple(hosts), mount=config.mount_path, failure_domain=failure_domain,
+        rgw_port=rgw_port if "s3" in config.services else None,
     )

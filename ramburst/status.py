@@ -7,6 +7,7 @@ from .ceph.admin import AdminClient
 from .config import format_size
 from .errors import RamburstError
 from .instance import InstanceState
+from .services import s3 as s3_service
 
 
 class NotUp(RamburstError):
@@ -24,9 +25,15 @@ def environment(state_dir: Path) -> dict[str, str]:
         "CEPH_KEYRING": str(Path(state_dir) / "keys" / "client.admin.keyring"),
         "RAMBURST_NAME": meta["name"],
         "RAMBURST_STATE_DIR": str(state_dir),
-        "RAMBURST_POOL": meta["pool"],
         "RAMBURST_MON_HOST": meta["mon_host"],
     }
+    if "pool" in meta["services"]:
+        env["RAMBURST_POOL"] = meta["pool"]
+    credentials = Path(state_dir) / "s3" / "credentials"
+    if "s3" in meta["services"] and credentials.exists():
+        env.update(s3_service.read_credentials(credentials).env(credentials))
+    if meta.get("mount"):
+        env["RAMBURST_MOUNT"] = meta["mount"]
     return env
 
 
@@ -44,6 +51,8 @@ def collect(state_dir: Path, timeout: float = 5) -> dict:
         "name": meta["name"], "state": meta["state"], "fsid": meta["fsid"],
         "state_dir": str(state_dir), "mon_host": meta["mon_host"], "pool": meta["pool"],
         "services": meta["services"], "device": meta["device"], "replicas": meta["replicas"],
+        "endpoints": {k: v for k, v in (("pool", meta["pool"] if "pool" in meta["services"] else None),
+                                        ("s3", meta.get("s3_endpoint")), ("fs", meta.get("mount"))) if v},
         "daemons": daemons, "health": None, "checks": {}, "capacity": None, "osds": None,
         "error": None,
     }
@@ -109,8 +118,11 @@ def render_text(report: dict) -> str:
     if report["osds"]:
         o = report["osds"]
         lines.append(f"osds      {o['up']} up, {o['in']} in, of {o['total']}")
-    lines.append(f"services  {', '.join(report['services'])}  (pool {report['pool']}, "
-                 f"{report['replicas']} cop{'y' if report['replicas'] == 1 else 'ies'}, device {report['device']})")
+    copies = f"{report['replicas']} cop{'y' if report['replicas'] == 1 else 'ies'}"
+    lines.append(f"services  ({copies}, device {report['device']})")
+    labels = {"pool": "pool", "s3": "S3 endpoint", "fs": "mounted at"}
+    for service, where in report["endpoints"].items():
+        lines.append(f"  {service:<6}  {labels[service]} {where}")
     lines.append(f"monitor   {report['mon_host']}")
     lines.append("daemons")
     for d in report["daemons"]:

@@ -71,6 +71,9 @@ def render_conf(plan: Plan, layout: Layout) -> str:
         "mon allow pool delete": "true",
         "mon warn on pool no redundancy": "false" if single_copy else "true",
         "mon pg warn min per osd": 0,
+        # Pools that radosgw and CephFS create: few PGs, quick to create on a small cluster.
+        "osd pool default pg num": 8,
+        "osd pool default pgp num": 8,
         # Deploy speed: commit cluster-map changes every 50 ms instead of every second.
         "paxos propose interval": 0.05,
         "paxos min wait": 0.01,
@@ -82,6 +85,9 @@ def render_conf(plan: Plan, layout: Layout) -> str:
         "mon osd nearfull ratio": ratios["nearfull"],
         "mon osd backfillfull ratio": ratios["backfillfull"],
         "mon osd full ratio": ratios["full"],
+        # S3 users get a quota of the usable size, so a full store is a clean S3 error
+        # (QuotaExceeded) from radosgw's own accounting rather than a paused write.
+        "rgw user default quota max size": int(0.9 * plan.usable_bytes),
         # Usage statistics every second, so `status` and the full flags are current.
         "mgr stats period": 1,
     }
@@ -137,5 +143,18 @@ def render_conf(plan: Plan, layout: Layout) -> str:
                 s["crush location"] = f"root=default host={host.label}"
             elif d.kind == "mds":
                 s["mds data"] = layout.data(host.label, d.name)
-            sections.append((d.name, s))
+            elif d.kind == "rgw":
+                s.update({
+                    "rgw frontends": f"beast endpoint={host.address}:{plan.rgw_port}",
+                    "rgw data": layout.data(host.label, d.name),
+                    "log file": layout.log(d.name),
+                    "admin socket": f"{layout.run}/{d.name}.asok",
+                    # Start-up: no usage log, garbage collection and lifecycle run rarely.
+                    "rgw enable usage log": "false",
+                    "rgw gc processor period": 600,
+                    "rgw lc debug interval": -1,
+                })
+            elif d.kind == "fuse":
+                continue  # ceph-fuse mounts as client.admin with the [client] settings
+            sections.append((d.entity, s))
     return "".join(f"[{name}]\n{_fmt(s)}\n" for name, s in sections)

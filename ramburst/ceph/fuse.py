@@ -1,0 +1,69 @@
+"""ceph-fuse: mounts CephFS without root, one process per host, recorded like a daemon."""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from ..errors import UsageError
+from .daemon import Daemon
+
+
+def is_mounted(path: Path) -> bool:
+    target = str(path)
+    with open("/proc/self/mounts") as f:
+        return any(line.split()[1] == target for line in f if len(line.split()) > 1)
+
+
+def check_mountpoint(path: Path) -> None:
+    """Refuse a mountpoint that is mounted already, not a folder, or not empty."""
+    if is_mounted(path) or os.path.ismount(path):
+        raise UsageError(f"mountpoint {path} is already mounted")
+    if path.exists():
+        if not path.is_dir():
+            raise UsageError(f"mountpoint {path} is not a folder")
+        if any(path.iterdir()):
+            raise UsageError(f"mountpoint {path} is not empty")
+    else:
+        parent = next((p for p in path.parents if p.exists()), None)
+        if parent is None or not os.access(parent, os.W_OK | os.X_OK):
+            raise UsageError(f"mountpoint {path} cannot be created (no write access to {parent})")
+
+
+def create_mountpoint(path: Path) -> list[str]:
+    """Make the folder and any missing parents; return what was made, outermost first."""
+    made = []
+    for p in reversed([path, *path.parents]):
+        if not p.exists():
+            p.mkdir(mode=0o755)
+            made.append(str(p))
+    return made
+
+
+def unmount(path: Path) -> str:
+    """Unmount; if something holds a file open there, detach lazily. Returns how it went."""
+    tools = [["fusermount", "-u"], ["umount"]] if os.geteuid() != 0 else [["umount"], ["fusermount", "-u"]]
+    for tool in tools:
+        if subprocess.run([*tool, str(path)], capture_output=True).returncode == 0 and not is_mounted(path):
+            return "unmounted"
+    for tool in ([["fusermount", "-uz"], ["umount", "-l"]] if os.geteuid() != 0
+                 else [["umount", "-l"], ["fusermount", "-uz"]]):
+        if subprocess.run([*tool, str(path)], capture_output=True).returncode == 0 and not is_mounted(path):
+            return "busy: lazily detached"
+    return "failed" if is_mounted(path) else "unmounted"
+
+
+class FuseMount(Daemon):
+    """The ceph-fuse process of one host; its id is the host label."""
+
+    kind = "fuse"
+
+    def __init__(self, ident: str, binary: str, conf: Path, log_dir: Path, mountpoint: Path):
+        super().__init__(ident, binary, conf, log_dir)
+        self.mountpoint = mountpoint
+
+    def base_args(self) -> list[str]:
+        return [self.binary, "-c", str(self.conf), "--id", "admin"]
+
+    def run_args(self) -> list[str]:
+        return self.base_args() + ["-f", str(self.mountpoint)]

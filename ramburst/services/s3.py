@@ -1,0 +1,122 @@
+"""The s3 service: radosgw plus a fresh S3 user whose keys exist only in this deployment."""
+from __future__ import annotations
+
+import secrets
+import string
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..ceph.keys import write_private
+from ..errors import DeployError
+
+S3_USER = "ramburst"
+REGION = "us-east-1"  # radosgw accepts any region in signatures; clients want one set
+
+
+@dataclass(frozen=True)
+class S3Credentials:
+    endpoint: str
+    access_key: str
+    secret_key: str
+    user: str = S3_USER
+
+    @classmethod
+    def generate(cls, endpoint: str) -> "S3Credentials":
+        alphabet = string.ascii_uppercase + string.digits
+        access = "".join(secrets.choice(alphabet) for _ in range(20))
+        secret = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(40))
+        return cls(endpoint, access, secret)
+
+    def env(self, credentials_file: Path) -> dict[str, str]:
+        return {"S3CMD_CONFIG": str(credentials_file.with_name("s3cfg")),"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key,
+                "AWS_ENDPOINT_URL": self.endpoint, "AWS_DEFAULT_REGION": REGION,
+                "RAMBURST_S3_ENDPOINT": self.endpoint, "RAMBURST_S3_CREDENTIALS": str(credentials_file)}
+
+
+def write_credentials(folder: Path, creds: S3Credentials) -> Path:
+    """AWS shared-credentials file (with the endpoint, which newer AWS tools read) and an
+    s3cmd config beside it; both mode 0600."""
+    folder.mkdir(mode=0o700, exist_ok=True)
+    path = folder / "credentials"
+    write_private(path, f"[default]\naws_access_key_id = {creds.access_key}\n"
+                        f"aws_secret_access_key = {creds.secret_key}\nendpoint_url = {creds.endpoint}\n"
+                        f"region = {REGION}\nuser = {creds.user}\n")
+    host = creds.endpoint.split("://", 1)[1]
+    write_private(folder / "s3cfg", f"[default]\naccess_key = {creds.access_key}\nsecret_key = {creds.secret_key}\n"
+                                    f"host_base = {host}\nhost_bucket = {host}\nuse_https = False\n"
+                                    f"signature_v2 = False\nbucket_location = {REGION}\n")
+    return path
+
+
+def read_credentials(path: Path) -> S3Credentials:
+    values = {}
+    for line in path.read_text().splitlines():
+        if "=" in line:
+            k, v = line.split("=", 1)
+            values[k.strip()] = v.strip()
+    return S3Credentials(values["endpoint_url"], values["aws_access_key_id"], values["aws_secret_access_key"],
+                         values.get("user", S3_USER))
+
+
+def create_user(radosgw_admin: str, conf: Path, creds: S3Credentials, log: Path) -> None:
+    """Create the S3 user straight in RADOS (no gateway round trip); radosgw sees it at once."""
+    args = [radosgw_admin, "-c", str(conf), "-n", "client.admin", "user", "create", "--uid", creds.user,
+            "--display-name", "ramburst", "--access-key", creds.access_key, "--secret-key", creds.secret_key]
+    with open(log, "ab") as out:
+        r = subprocess.run(args, stdout=subprocess.DEVNULL, stderr=out, timeout=120)
+    if r.returncode != 0:
+        raise DeployError(f"radosgw-admin user create failed with exit code {r.returncode}", str(log))
+
+
+def client(creds: S3Credentials):
+    """A boto3 S3 client on the endpoint (path-style addressing: no DNS per bucket)."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client("s3", endpoint_url=creds.endpoint, aws_access_key_id=creds.access_key,
+                        aws_secret_access_key=creds.secret_key, region_name=REGION,
+                        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2},
+                                      connect_timeout=5, read_timeout=60))
+
+
+def wait_http(endpoint: str, timeout: float, check=None) -> None:
+    """Until the gateway answers HTTP at all (an anonymous request)."""
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(endpoint, timeout=2).close()
+            return
+        except urllib.error.HTTPError:
+            return  # any HTTP answer means the frontend is serving
+        except OSError:
+            pass
+        if check is not None:
+            check()
+        if time.monotonic() > deadline:
+            raise DeployError(f"radosgw did not answer at {endpoint} within {timeout:.0f} s")
+        time.sleep(0.05)
+
+
+def wait_ready(creds: S3Credentials, timeout: float, check=None) -> None:
+    """Until the gateway answers a signed request (ListBuckets) with this user's keys."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    s3 = client(creds)
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            s3.list_buckets()
+            return
+        except (BotoCoreError, ClientError) as e:
+            last = str(e)
+        if check is not None:
+            check()
+        time.sleep(0.05)
+    raise DeployError(f"the S3 endpoint {creds.endpoint} did not answer a signed request "
+                      f"within {timeout:.0f} s: {last}")
