@@ -283,7 +283,7 @@ class Deployment:
             wait_for(lambda: is_mounted(self.plan.mount), 60, f"the mount at {self.plan.mount}",
                      check=fuse.check_running)
             if admin is not None:
-                fs_service.set_quota(self.plan.mount, int(0.9 * self.plan.usable_bytes))
+                fs_service.set_quota(self.plan.mount, self.plan.service_quota_bytes)
 
 
 def validate(config: Config) -> tuple[dict[str, str], str]:

@@ -97,6 +97,13 @@ class Plan:
         """What users can store: the requested RAM of all hosts over the number of copies."""
         return self.osd_bytes * len(self.osds) // self.replicas
 
+    @property
+    def service_quota_bytes(self) -> int:
+        """Quota of each of s3 and fs: together they stay below 'full', so one service filling
+        up never leaves the other (or CephFS deletes) waiting on a full cluster."""
+        shared = sum(1 for s in ("s3", "fs") if s in self.services)
+        return int(0.9 * self.usable_bytes / max(1, shared))
+
     def host(self, label: str) -> HostPlan:
         for h in self.hosts:
             if h.label == label:

@@ -131,3 +131,120 @@ def test_pool_full_errors_and_keeps_data(instance_dir, device):
         assert read_back(conf, "ramburst", {k: v for k, v in list(acked.items())[len(acked) // 2:]}) == []
     finally:
         cluster.close()
+
+
+def running_daemons(state) -> set[str]:
+    report = json.loads(cli("status", "--state-dir", state, "--json").stdout)
+    return {d["name"] for d in report["daemons"] if d["state"] == "running"}
+
+
+def fill_fs(mount, limit: int) -> tuple[dict[str, str], OSError | None]:
+    digests, failure = {}, None
+    for i in range(limit // OBJ):
+        data = os.urandom(OBJ)
+        try:
+            with open(mount / f"f{i}", "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            digests[f"f{i}"] = hashlib.sha256(data).hexdigest()
+        except OSError as e:
+            failure = e
+            break
+    return digests, failure
+
+
+def delete_and_write_again(mount, names) -> None:
+    """Deleting files makes room again (CephFS frees space and quota usage asynchronously)."""
+    for fname in names:
+        (mount / fname).unlink()
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            (mount / "again").write_bytes(b"room")
+            return
+        except OSError:
+            assert time.monotonic() < deadline, "no room after deleting files"
+            time.sleep(1)
+
+
+def test_fs_full_gives_a_quota_error_and_keeps_files(instance_dir, tmp_path):
+    import errno
+
+    name, state = instance_dir
+    mount = tmp_path / "m"
+    r = cli("up", "--name", name, "--state-dir", state, "--size", "1G", "--service", "fs", "--mount", mount)
+    assert r.returncode == 0, r.stderr
+    t0 = time.monotonic()
+    digests, failure = fill_fs(mount, 3 * 2**30)  # 3 GiB of 4 MiB files into a 1 GiB store
+    assert failure is not None and failure.errno in (errno.EDQUOT, errno.ENOSPC), failure
+    assert time.monotonic() - t0 < 120
+    assert 0.5 * 2**30 < len(digests) * OBJ <= 2**30
+    assert running_daemons(state) >= {"mon.a", "mgr.x", "osd.0", "mds.a", "fuse.h0"}
+    for fname, digest in digests.items():
+        assert hashlib.sha256((mount / fname).read_bytes()).hexdigest() == digest, fname
+    delete_and_write_again(mount, list(digests)[:20])
+
+
+def test_s3_and_fs_each_stop_at_their_share(instance_dir, tmp_path):
+    """Sharing one store, fs and s3 each get a quota; filling one leaves the other a clean error
+    of its own, and the cluster never reaches 'full' (where CephFS could not even delete)."""
+    import errno
+
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+
+    name, state = instance_dir
+    mount = tmp_path / "m"
+    r = cli("up", "--name", name, "--state-dir", state, "--size", "1G", "--service", "fs", "--service", "s3",
+            "--mount", mount)
+    assert r.returncode == 0, r.stderr
+    digests, failure = fill_fs(mount, 2**30)
+    assert failure is not None and failure.errno == errno.EDQUOT, failure
+    cluster = ramburst.attach(state_dir=state)
+    s3 = boto3.client("s3", endpoint_url=cluster.s3["endpoint"], aws_access_key_id=cluster.s3["access_key"],
+                      aws_secret_access_key=cluster.s3["secret_key"], region_name="us-east-1",
+                      config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+    s3.create_bucket(Bucket="share")
+    t0 = time.monotonic()
+    with pytest.raises(ClientError) as e:
+        for i in range(64):
+            s3.put_object(Bucket="share", Key=f"o{i}", Body=os.urandom(4 * OBJ))
+    assert e.value.response["Error"]["Code"] == "QuotaExceeded"
+    assert time.monotonic() - t0 < 60
+    report = json.loads(cli("status", "--state-dir", state, "--json").stdout)
+    assert "OSD_FULL" not in report["checks"]
+    delete_and_write_again(mount, list(digests)[:20])
+
+
+def test_s3_full_gives_quota_exceeded_and_keeps_objects(instance_dir):
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+
+    name, state = instance_dir
+    r = cli("up", "--name", name, "--state-dir", state, "--size", "1G", "--service", "s3")
+    assert r.returncode == 0, r.stderr
+    cluster = ramburst.attach(state_dir=state)
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=cluster.s3["endpoint"], aws_access_key_id=cluster.s3["access_key"],
+                      aws_secret_access_key=cluster.s3["secret_key"], region_name="us-east-1",
+                      config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+    s3.create_bucket(Bucket="fill")
+    digests, error = {}, None
+    t0 = time.monotonic()
+    for i in range(3 * 64):  # 3 GiB of 16 MiB objects
+        data = os.urandom(16 * 2**20)
+        try:
+            s3.put_object(Bucket="fill", Key=f"o{i}", Body=data)
+            digests[f"o{i}"] = hashlib.sha256(data).hexdigest()
+        except ClientError as e:
+            error = e
+            break
+    assert error is not None and error.response["Error"]["Code"] == "QuotaExceeded", error
+    assert time.monotonic() - t0 < 120
+    assert 0.5 * 2**30 < len(digests) * 16 * 2**20 <= 2**30
+    assert running_daemons(state) >= {"mon.a", "mgr.x", "osd.0", "rgw.h0"}
+    for key, digest in digests.items():
+        assert hashlib.sha256(s3.get_object(Bucket="fill", Key=key)["Body"].read()).hexdigest() == digest

@@ -85,9 +85,9 @@ def render_conf(plan: Plan, layout: Layout) -> str:
         "mon osd nearfull ratio": ratios["nearfull"],
         "mon osd backfillfull ratio": ratios["backfillfull"],
         "mon osd full ratio": ratios["full"],
-        # S3 users get a quota of the usable size, so a full store is a clean S3 error
+        # S3 users get a quota (plan.service_quota_bytes), so a full store is a clean S3 error
         # (QuotaExceeded) from radosgw's own accounting rather than a paused write.
-        "rgw user default quota max size": int(0.9 * plan.usable_bytes),
+        "rgw user default quota max size": plan.service_quota_bytes,
         # Usage statistics every second, so `status` and the full flags are current.
         "mgr stats period": 1,
     }
@@ -153,6 +153,8 @@ def render_conf(plan: Plan, layout: Layout) -> str:
                     "rgw enable usage log": "false",
                     "rgw gc processor period": 600,
                     "rgw lc debug interval": -1,
+                    # A write the cluster pauses (full store) becomes an S3 error in seconds.
+                    "rados osd op timeout": 10,
                 })
             elif d.kind == "fuse":
                 continue  # ceph-fuse mounts as client.admin with the [client] settings

@@ -40,16 +40,24 @@ def create_mountpoint(path: Path) -> list[str]:
     return made
 
 
-def unmount(path: Path) -> str:
-    """Unmount; if something holds a file open there, detach lazily. Returns how it went."""
-    tools = [["fusermount", "-u"], ["umount"]] if os.geteuid() != 0 else [["umount"], ["fusermount", "-u"]]
-    for tool in tools:
-        if subprocess.run([*tool, str(path)], capture_output=True).returncode == 0 and not is_mounted(path):
-            return "unmounted"
-    for tool in ([["fusermount", "-uz"], ["umount", "-l"]] if os.geteuid() != 0
-                 else [["umount", "-l"], ["fusermount", "-uz"]]):
-        if subprocess.run([*tool, str(path)], capture_output=True).returncode == 0 and not is_mounted(path):
-            return "busy: lazily detached"
+def _try(cmd: list[str], path: Path, timeout: float) -> bool:
+    try:
+        ok = subprocess.run([*cmd, str(path)], capture_output=True, timeout=timeout).returncode == 0
+    except (subprocess.TimeoutExpired, FileNotFoundError):
+        ok = False  # subprocess.run kills a umount that hangs
+    return ok and not is_mounted(path)
+
+
+def unmount(path: Path, timeout: float = 5) -> str:
+    """Unmount; detach lazily if a process holds a file open there or if the unmount hangs
+    (ceph-fuse flushing to a full store). Returns how it went."""
+    root = os.geteuid() == 0
+    plain = [["umount"], ["fusermount", "-u"]] if root else [["fusermount", "-u"], ["umount"]]
+    lazy = [["umount", "-l"], ["fusermount", "-uz"]] if root else [["fusermount", "-uz"], ["umount", "-l"]]
+    if any(_try(cmd, path, timeout) for cmd in plain[:1]):
+        return "unmounted"
+    if any(_try(cmd, path, timeout) for cmd in lazy):
+        return "busy: lazily detached"
     return "failed" if is_mounted(path) else "unmounted"
 
 
