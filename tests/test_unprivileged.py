@@ -39,7 +39,7 @@ def test_cycle_as_plain_user(plain_user):
     name = unique_name("usr")
     home = plain_user.pw_dir
     state = os.path.join(home, ".local", "state", "ramburst", name)
-    up = cli("up", "--name", name, "--size", "1G", user=USER)
+    up = cli("up", "--name", name, "--size", "1G", "--service", "pool", "--service", "s3", user=USER)
     assert up.returncode == 0, up.stderr
     port = mon_port(state)
     try:
@@ -57,6 +57,12 @@ def test_cycle_as_plain_user(plain_user):
                               "sh", "-c", 'echo data | rados -p "$RAMBURST_POOL" put o - && rados -p "$RAMBURST_POOL" get o -'],
                              capture_output=True, text=True, timeout=60)
         assert put.returncode == 0 and put.stdout == "data\n", put.stderr
+        aws = os.path.join(os.path.dirname(RAMBURST), "aws")
+        s3 = subprocess.run(["runuser", "-u", USER, "--", "env", f"HOME={home}", *[f"{k}={v}" for k, v in env.items()],
+                             "sh", "-c", f'{aws} s3 mb s3://mine && echo x | {aws} s3 cp - s3://mine/x && {aws} s3 ls s3://mine'],
+                            capture_output=True, text=True, timeout=120)
+        assert s3.returncode == 0 and " x" in s3.stdout, s3.stderr
+        assert os.stat(env["RAMBURST_S3_CREDENTIALS"]).st_uid == plain_user.pw_uid
     finally:
         down = cli("down", "--name", name, user=USER)
     assert down.returncode == 0, down.stderr
