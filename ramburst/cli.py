@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
+import tempfile
 import signal
 import subprocess
 import sys
@@ -147,6 +149,54 @@ def run(config_file, grace, command, **flags):
     finally:
         orchestrator.down(config.instance_dir)
     sys.exit(code)
+
+
+@main.command()
+@click.option("--name", help="Bench this running instance instead of deploying one.")
+@click.option("--state-dir", type=click.Path(path_type=Path), help="The running instance's state folder.")
+@click.option("--size", default="3G", show_default=True, help="RAM of the instance deployed for the bench.")
+@click.option("--mib", type=click.IntRange(16), default=512, show_default=True,
+              help="MiB written per 4 MiB workload and path.")
+@click.option("--seconds", type=click.FloatRange(0.5), default=3.0, show_default=True,
+              help="Duration of each 4 KiB workload.")
+@click.option("--deploys", type=click.IntRange(0), default=3, show_default=True,
+              help="Deploys timed for the median up/down (deployed bench only).")
+@click.option("--json", "as_json", is_flag=True, help="Rows as JSON on stdout.")
+@click.option("--plot", type=click.Path(path_type=Path), help="Also draw the ratios to this PNG.")
+def bench(name, state_dir, size, mib, seconds, deploys, as_json, plot):
+    """Throughput of pool, S3 and fs next to plain tmpfs in the same run, and up/down times."""
+    from .bench import report, runner
+
+    if plot is not None:
+        _check_matplotlib()
+    if name or state_dir:
+        path = instance_dir(name, state_dir, None)
+        if not path.exists():
+            raise status_mod.NotUp(f"no instance at {path}")
+        rows = runner.run(None, path, mib * 2**20, seconds, 0)
+        notes = {"instance": str(path)}
+    else:
+        mount_root = Path(tempfile.mkdtemp(prefix="ramburst-bench-mnt-"))
+        try:
+            config = build_config(name=f"bench{os.getpid()}", size=size, services=("pool", "s3", "fs"),
+                                  state_dir=str(default_state_root() / f"bench{os.getpid()}"),
+                                  mount=str(mount_root / "mnt"))
+            rows = runner.run(config, None, mib * 2**20, seconds, deploys)
+        finally:
+            shutil.rmtree(mount_root, ignore_errors=True)
+        notes = {"instance": "deployed for the bench", "size": size}
+    notes.update(mib=mib, seconds=seconds, cpus=os.cpu_count())
+    click.echo(report.to_json(rows, notes) if as_json else report.table(rows))
+    if plot is not None:
+        report.plot(rows, str(plot))
+        click.echo(f"ramburst: plot written to {plot}", err=True)
+
+
+def _check_matplotlib() -> None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise UsageError("--plot needs matplotlib: pip install 'ramburst[plot]'") from None
 
 
 def run_child(command: list[str], env: dict, grace: float) -> int:

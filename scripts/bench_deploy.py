@@ -70,8 +70,8 @@ def main() -> None:
                 downs.append(timed([RAMBURST, "down", "--state-dir", str(state)]))
             rows.append((device, statistics.median(ups), statistics.median(downs), min(ups), max(ups),
                          write, read, rss))
-    print(f"| device | up median (min-max) | down median | 4 MiB write MB/s | 4 MiB read MB/s | "
-          f"daemon RSS holding the written objects (MiB) |")
+    print("| device | up median (min-max) | down median | 4 MiB write MB/s | 4 MiB read MB/s | "
+          "daemon RSS holding the written objects (MiB) |")
     print("|---|---|---|---|---|---|")
     for device, up, down, lo, hi, write, read, rss in rows:
         mem = ", ".join(f"{k} {v / 2**20:.0f}" for k, v in rss.items())

@@ -9,7 +9,7 @@ import time
 import psutil
 import pytest
 
-from conftest import RAMBURST, assert_nothing_left, cli, processes_mentioning, unique_name
+from conftest import RAMBURST, assert_nothing_left, cli, processes_mentioning
 
 pytestmark = pytest.mark.ceph
 
