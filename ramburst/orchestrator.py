@@ -30,6 +30,7 @@ from .config import Config
 from .errors import DeployError, Interrupted, RamburstError, UsageError
 from .instance import HostRecord, InstanceState
 from .plan import FULL_HEADROOM, Plan, plan_cluster
+from .mpi import LocalComm
 from .progress import CANCELLED, Steps
 from .services import fs as fs_service
 from .services import pool as pool_service
@@ -200,9 +201,11 @@ class Deployment:
             self.undo.callback(admin.close)
             return admin
 
-    def register_osd(self, admin: AdminClient, osd: OsdDaemon) -> None:
-        with self.steps.step("osd-register", f"{osd.name} registered"):
-            admin.osd_new(osd.uuid, int(osd.id))
+    def register_osds(self, admin: AdminClient, uuids: dict[int, str]) -> None:
+        """Every host's OSDs, by id and the uuid their store was made with."""
+        with self.steps.step("osd-register", f"{len(uuids)} OSD(s) registered"):
+            for osd_id, osd_uuid in sorted(uuids.items()):
+                admin.osd_new(osd_uuid, osd_id)
 
     def start_osd(self, osd: OsdDaemon) -> None:
         with self.steps.step("osd-start", f"{osd.name} started"):
@@ -269,13 +272,16 @@ class Deployment:
             self.undo.callback(remove_folders, made)
             self.record.add_mount(str(self.plan.mount), made)
 
+    def wait_mds(self, admin: AdminClient) -> None:
+        if self.of_kind("mds"):
+            with self.steps.step("mds-ready", "MDS active"):
+                fs_service.wait_mds_active(admin, 60, check=self.check_daemons)
+
     def mount_fs(self, admin: AdminClient | None) -> None:
+        """Mount on this host; the first host (the one with `admin`) also sets the quota."""
         fuses = self.of_kind("fuse")
         if not fuses:
             return
-        if admin is not None:
-            with self.steps.step("mds-ready", "MDS active"):
-                fs_service.wait_mds_active(admin, 60, check=self.check_daemons)
         fuse = fuses[0]
         with self.steps.step("fs-mount", f"CephFS mounted at {self.plan.mount}"):
             self.start(fuse)
@@ -341,56 +347,89 @@ def _up_still_running(meta: dict) -> bool:
         return False
 
 
-def up(config: Config, show_progress: bool = True) -> dict:
-    """Deploy the instance `config` describes on this host; return its instance.json data."""
-    steps = Steps(show_progress)
-    binaries, address = validate(config)
-    rgw_port = hostmod.free_port(address) if "s3" in config.services else None
-    plan = plan_cluster(config, [address], str(uuid.uuid4()), hostmod.free_port(address), rgw_port)
+def up(config: Config, show_progress: bool = True, comm=None) -> dict:
+    """Deploy the instance `config` describes; with an MPI `comm`, each rank is one host.
+
+    Rank 0 makes the shared files and runs mon, mgr (mds, radosgw); every rank makes its OSD
+    stores at the same time, starts its OSDs and mounts the fs. Each phase ends with
+    comm.agree, so a failure on any rank rolls back every rank.
+    """
+    comm = comm or LocalComm()
+    first = comm.rank == 0
+    steps = Steps(show_progress and (first or os.environ.get("RAMBURST_ALL_RANKS_PROGRESS") == "1"),
+                  prefix=f"rank {comm.rank}: " if comm.size > 1 else "")
+    binaries, address = comm.agree("checks", lambda: validate(config))
+    addresses = comm.allgather(address)
+    if len(set(addresses)) != len(addresses):
+        raise UsageError(f"two ranks share the address {address} of --interface {config.interface}: "
+                         "start one rank per host (e.g. mpirun --map-by ppr:1:node)")
+    ids = comm.bcast((str(uuid.uuid4()), hostmod.free_port(address),
+                      hostmod.free_port(address) if "s3" in config.services else None) if first else None)
+    plan = comm.agree("planning", lambda: plan_cluster(config, addresses, *ids))
     CANCELLED.clear()
+    held: dict = {}
     with signals_raise():
-        prepare_instance_dir(config, steps)
+        comm.agree("instance check", (lambda: prepare_instance_dir(config, steps)) if first else None)
         try:
             with ExitStack() as undo:
-                dep = Deployment(plan, "h0", binaries, steps, undo)
-                dep.make_state_dir()
-                dep.write_secrets_and_conf()
-                dep.make_ram_dir()
-                dep.make_mountpoint()
+                dep = Deployment(plan, f"h{comm.rank}", binaries, steps, undo)
+                if first:
+                    comm.agree("state folder", lambda: (dep.make_state_dir(), dep.write_secrets_and_conf()))
+                else:
+                    comm.agree("state folder")
+                comm.agree("RAM folder", lambda: (dep.make_ram_dir(), dep.make_mountpoint()))
                 osds = dep.of_kind("osd")
                 with ThreadPoolExecutor(max_workers=max(2, len(osds))) as pool:
                     mkfs = [pool.submit(dep.mkfs_osd, o) for o in osds]
-                    user_job = None
                     try:
-                        dep.mkfs_mon()
-                        dep.start_mon()
-                        dep.start_mgr()
-                        admin = dep.connect()
-                        for osd, job in zip(osds, mkfs):
-                            dep.register_osd(admin, osd)
-                            job.result()
-                            dep.start_osd(osd)
-                        dep.create_pool(admin)
-                        dep.start_fs(admin)
-                        with steps.step("osd-up", f"{len(osds)} OSD(s) up"):
-                            admin.wait_osds_up(len(osds), 60, check=dep.check_daemons)
-                        # After the OSDs: a radosgw whose first ops find no OSD waits for its
-                        # objecter's 5 s tick to learn the new map.
-                        user_job = dep.start_s3(pool)
-                        dep.verify_pool(admin)
-                        dep.ready_s3(user_job)
-                        dep.mount_fs(admin)
+                        def core():
+                            if first:
+                                dep.mkfs_mon()
+                                dep.start_mon()
+                                dep.start_mgr()
+                                held["admin"] = dep.connect()
+                            for job in mkfs:
+                                job.result()
+                            return {int(o.id): o.uuid for o in osds}
+
+                        uuids = {}
+                        for part in comm.allgather(comm.agree("monitor and OSD stores", core)):
+                            uuids.update(part)
+                        comm.agree("OSD registration", (lambda: dep.register_osds(held["admin"], uuids))
+                                   if first else None)
+                        comm.agree("OSD start", lambda: [dep.start_osd(o) for o in osds])
+
+                        def services():
+                            if not first:
+                                return
+                            admin = held["admin"]
+                            dep.create_pool(admin)
+                            dep.start_fs(admin)
+                            with steps.step("osd-up", f"{len(plan.osds)} OSD(s) up"):
+                                admin.wait_osds_up(len(plan.osds), 60, check=dep.check_daemons)
+                            # After the OSDs: a radosgw whose first ops find no OSD waits for
+                            # its objecter's 5 s tick to learn the new map.
+                            held["user"] = dep.start_s3(pool)
+                            dep.verify_pool(admin)
+                            dep.ready_s3(held["user"])
+                            dep.wait_mds(admin)
+
+                        comm.agree("services", services)
+                        comm.agree("fs mount", lambda: dep.mount_fs(held.get("admin")))
                     except BaseException:
                         CANCELLED.set()
                         raise
                     finally:
-                        for job in mkfs + ([user_job] if user_job else []):
+                        for job in mkfs + ([held["user"]] if held.get("user") else []):
                             job.cancel()
                 meta = dep.meta("up")
-                dep.state.write_meta(meta)
-                os.unlink(dep.layout.keys / "initial.keyring")
+                if first:
+                    dep.state.write_meta(meta)
+                    os.unlink(dep.layout.keys / "initial.keyring")
+                comm.agree("finish")
                 undo.pop_all()
-                admin.close()
+                if "admin" in held:
+                    held["admin"].close()
         except (UsageError, Interrupted):
             raise
         except KeyboardInterrupt:
@@ -399,7 +438,7 @@ def up(config: Config, show_progress: bool = True) -> dict:
             log = failure_log_path(plan.state_dir)
             cause = getattr(e, "message", str(e)) if isinstance(e, RamburstError) else f"{type(e).__name__}: {e}"
             raise DeployError(f"{cause}; rolled back", str(log) if log.exists() else None) from None
-    steps.info(f"up in {steps.elapsed():.2f} s")
+    steps.info(f"up in {steps.elapsed():.2f} s" + (f" on {comm.size} hosts" if comm.size > 1 else ""))
     return meta
 
 
