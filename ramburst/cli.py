@@ -44,6 +44,7 @@ def up_options(f):
                      help="pool, s3 or fs; repeat for several (default: pool)."),
         click.option("--mount", type=click.Path(path_type=Path),
                      help="Where the fs service is mounted (default: ~/ramburst/NAME)."),
+        click.option("--mpi", is_flag=True, help="One host per MPI rank (mpirun/srun start one rank per node)."),
     ]
     for o in reversed(opts):
         f = o(f)
@@ -84,22 +85,36 @@ def main():
     """Turn this job's RAM into a real Ceph storage system, and remove it afterwards."""
 
 
+def make_comm(mpi: bool):
+    if not mpi:
+        return None
+    from .mpi import Comm
+
+    return Comm()
+
+
 @main.command()
 @up_options
-def up(config_file, **flags):
+def up(config_file, mpi, **flags):
     """Deploy an instance and return once its pool takes writes."""
+    comm = make_comm(mpi)
     config = make_config(config_file, **flags)
-    orchestrator.up(config)
-    click.echo(f"ramburst: {config.name} is up; use it with: eval \"$(ramburst env --name {config.name})\"",
+    orchestrator.up(config, comm=comm)
+    if comm is not None and comm.rank != 0:
+        return
+    how = f"--state-dir {config.instance_dir}" if config.state_dir else f"--name {config.name}"
+    click.echo(f"ramburst: {config.name} is up; use it with: eval \"$(ramburst env {how})\"",
                err=True)
 
 
 @main.command()
 @select_options
-def down(name, state_dir, config_file):
+@click.option("--mpi", is_flag=True, help="Every MPI rank removes its host's part.")
+def down(name, state_dir, config_file, mpi):
     """Remove an instance: processes, RAM, files. Doing it twice is harmless."""
+    comm = make_comm(mpi)
     path = instance_dir(name, state_dir, config_file)
-    if not orchestrator.down(path):
+    if not orchestrator.down(path, comm=comm) and (comm is None or comm.rank == 0):
         click.echo(f"ramburst: nothing to remove at {path}", err=True)
 
 
@@ -138,16 +153,23 @@ def env(name, state_dir, config_file, as_json):
 @click.option("--grace", type=float, default=10.0, show_default=True,
               help="Seconds CMD gets to exit after SIGTERM before it is killed.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def run(config_file, grace, command, **flags):
-    """Deploy, run COMMAND with the instance's environment, always remove; exit with COMMAND's status."""
+def run(config_file, grace, command, mpi, **flags):
+    """Deploy, run COMMAND with the instance's environment, always remove; exit with COMMAND's status.
+
+    With --mpi, every rank deploys its host, rank 0 runs COMMAND once all are ready, and every
+    rank exits with COMMAND's status after the teardown."""
+    comm = make_comm(mpi)
     config = make_config(config_file, **flags)
-    orchestrator.up(config)
+    orchestrator.up(config, comm=comm)
     code = 1
     try:
-        env = {**os.environ, **status_mod.environment(config.instance_dir)}
-        code = run_child(list(command), env, grace)
+        if comm is None or comm.rank == 0:
+            env = {**os.environ, **status_mod.environment(config.instance_dir)}
+            code = run_child(list(command), env, grace)
+        if comm is not None:
+            code = comm.bcast(code)
     finally:
-        orchestrator.down(config.instance_dir)
+        orchestrator.down(config.instance_dir, comm=comm)
     sys.exit(code)
 
 

@@ -30,6 +30,11 @@ def interface_address(interface: str) -> str:
     raise UsageError(f"interface {interface!r} has no IPv4 address")
 
 
+def local_addresses() -> set[str]:
+    """Every IPv4 address of this host (of its network namespace)."""
+    return {a.address for addrs in psutil.net_if_addrs().values() for a in addrs if a.family == socket.AF_INET}
+
+
 def free_port(address: str) -> int:
     """A port nobody listens on at `address`, picked by the kernel."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

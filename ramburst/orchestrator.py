@@ -91,6 +91,7 @@ class Deployment:
                  undo: ExitStack):
         self.plan = plan
         self.host = plan.host(host_label)
+        self.mount = plan.mount_for(host_label)
         self.layout = Layout(plan)
         self.binaries = binaries
         self.steps = steps
@@ -100,7 +101,7 @@ class Deployment:
         self.daemons: dict[str, Daemon] = {}
         for d in self.host.daemons:
             if d.kind == "fuse":
-                unit = FuseMount(d.id, binaries["fuse"], self.layout.conf, self.layout.logs, plan.mount)
+                unit = FuseMount(d.id, binaries["fuse"], self.layout.conf, self.layout.logs, self.mount)
             else:
                 unit = DAEMON_CLASSES[d.kind](d.id, binaries[d.kind], self.layout.conf, self.layout.logs)
             self.daemons[d.name] = unit
@@ -264,13 +265,13 @@ class Deployment:
                 self.start(mds)
 
     def make_mountpoint(self) -> None:
-        if self.plan.mount is None:
+        if self.mount is None:
             return
-        with self.steps.step("mountpoint", f"mountpoint {self.plan.mount}"):
-            check_mountpoint(self.plan.mount)
-            made = create_mountpoint(self.plan.mount)
+        with self.steps.step("mountpoint", f"mountpoint {self.mount}"):
+            check_mountpoint(self.mount)
+            made = create_mountpoint(self.mount)
             self.undo.callback(remove_folders, made)
-            self.record.add_mount(str(self.plan.mount), made)
+            self.record.add_mount(str(self.mount), made)
 
     def wait_mds(self, admin: AdminClient) -> None:
         if self.of_kind("mds"):
@@ -283,16 +284,16 @@ class Deployment:
         if not fuses:
             return
         fuse = fuses[0]
-        with self.steps.step("fs-mount", f"CephFS mounted at {self.plan.mount}"):
+        with self.steps.step("fs-mount", f"CephFS mounted at {self.mount}"):
             self.start(fuse)
-            self.undo.callback(unmount, self.plan.mount)
-            wait_for(lambda: is_mounted(self.plan.mount), 60, f"the mount at {self.plan.mount}",
+            self.undo.callback(unmount, self.mount)
+            wait_for(lambda: is_mounted(self.mount), 60, f"the mount at {self.mount}",
                      check=fuse.check_running)
             if admin is not None:
-                fs_service.set_quota(self.plan.mount, self.plan.service_quota_bytes)
+                fs_service.set_quota(self.mount, self.plan.service_quota_bytes)
 
 
-def validate(config: Config) -> tuple[dict[str, str], str]:
+def validate(config: Config, host_label: str = "h0") -> tuple[dict[str, str], str]:
     """Everything that can be checked before anything is made: binaries, interface, memory,
     the mountpoint."""
     kinds = ["mon", "mgr", "osd"]
@@ -303,7 +304,7 @@ def validate(config: Config) -> tuple[dict[str, str], str]:
     if "fs" in config.services:
         kinds += ["mds", "fuse"]
         counts.update(mds=1, fuse=1)
-        check_mountpoint(config.mount_path)
+        check_mountpoint(Path(str(config.mount_path).replace("{host}", host_label)))
         if not os.access("/dev/fuse", os.R_OK | os.W_OK):
             raise UsageError("the fs service needs read and write access to /dev/fuse "
                              "(ask for it, or use --service pool/s3)")
@@ -358,7 +359,7 @@ def up(config: Config, show_progress: bool = True, comm=None) -> dict:
     first = comm.rank == 0
     steps = Steps(show_progress and (first or os.environ.get("RAMBURST_ALL_RANKS_PROGRESS") == "1"),
                   prefix=f"rank {comm.rank}: " if comm.size > 1 else "")
-    binaries, address = comm.agree("checks", lambda: validate(config))
+    binaries, address = comm.agree("checks", lambda: validate(config, f"h{comm.rank}"))
     addresses = comm.allgather(address)
     if len(set(addresses)) != len(addresses):
         raise UsageError(f"two ranks share the address {address} of --interface {config.interface}: "
@@ -459,17 +460,47 @@ def remove_tree_and_empty_parent(path: Path) -> None:
         pass
 
 
-def down(state_dir: Path, steps: Steps | None = None, quiet: bool = False) -> bool:
+def down(state_dir: Path, steps: Steps | None = None, quiet: bool = False, comm=None) -> bool:
     """Remove everything the instance in `state_dir` made on this host. Idempotent.
 
-    Works from the records alone, so a half-made, crashed or killed instance goes too.
-    Returns False when there was nothing to remove.
+    Works from the records alone, so a half-made, crashed or killed instance goes too. Each
+    host removes what its own record lists (recognised by its addresses); the shared state
+    folder goes once no host record is left. With an MPI `comm`, every rank does its host and
+    rank 0 then removes the state folder. Returns False when there was nothing to remove.
     """
-    steps = steps or Steps(not quiet)
+    comm = comm or LocalComm()
+    steps = steps or Steps(not quiet and comm.rank == 0)
     state = InstanceState(state_dir)
-    if not state.exists():
+    existed = any(comm.allgather(state.exists()))
+    if not existed:
         return False
-    hosts = state.hosts()
+    mine = local_hosts(state.hosts())
+    comm.agree("down", lambda: remove_hosts(mine, steps))
+    comm.barrier()
+    if comm.rank == 0:
+        left = state.hosts()
+        if left:
+            names = ", ".join(f"{h.label} ({h.address})" for h in left)
+            raise RamburstError(f"removed this host's part; still up elsewhere: {names}. Run "
+                                f"`ramburst down` there, or all at once with `mpirun ... ramburst down --mpi`")
+        remove_tree(state_dir)
+        try:
+            failure_log_path(state_dir).unlink()
+        except FileNotFoundError:
+            pass
+        if not quiet:
+            steps.info(f"down in {steps.elapsed():.2f} s")
+    return True
+
+
+def local_hosts(hosts: list[HostRecord]) -> list[HostRecord]:
+    """The host records that belong to this machine (by address; a single-host instance on
+    loopback is always local)."""
+    addresses = hostmod.local_addresses()
+    return [h for h in hosts if h.address in addresses]
+
+
+def remove_hosts(hosts: list[HostRecord], steps: Steps) -> None:
     for h in hosts:
         for m in h.mounts:
             if is_mounted(Path(m["path"])):
@@ -484,11 +515,4 @@ def down(state_dir: Path, steps: Steps | None = None, quiet: bool = False) -> bo
         remove_tree_and_empty_parent(Path(h.ram_dir))
         for m in h.mounts:
             remove_folders(m["created"])
-    remove_tree(state_dir)
-    try:
-        failure_log_path(state_dir).unlink()
-    except FileNotFoundError:
-        pass
-    if not quiet:
-        steps.info(f"down in {steps.elapsed():.2f} s")
-    return True
+        h.path.unlink(missing_ok=True)

@@ -104,6 +104,11 @@ class Plan:
         shared = sum(1 for s in ("s3", "fs") if s in self.services)
         return int(0.9 * self.usable_bytes / max(1, shared))
 
+    def mount_for(self, label: str) -> Path | None:
+        """This host's mountpoint: `{host}` in --mount stands for the host label (h0, h1 ...),
+        for hosts that share one filesystem view (as simulated hosts do)."""
+        return Path(str(self.mount).replace("{host}", label)) if self.mount else None
+
     def host(self, label: str) -> HostPlan:
         for h in self.hosts:
             if h.label == label:

@@ -47,7 +47,18 @@ class Steps:
         self.info(label or name)
 
 
+def _this_rank() -> str:
+    for var in ("OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"):
+        if var in os.environ:
+            return os.environ[var]
+    return "0"
+
+
 def inject(step: str) -> None:
+    """Test-only faults; RAMBURST_FAIL_RANK=<n> limits them to one MPI rank."""
+    rank = os.environ.get("RAMBURST_FAIL_RANK")
+    if rank is not None and rank != _this_rank():
+        return
     if os.environ.get("RAMBURST_FAIL_AT") == step:
         raise DeployError(f"failure injected at step {step} (RAMBURST_FAIL_AT)")
     if os.environ.get("RAMBURST_HANG_AT") == step:

@@ -33,8 +33,16 @@ def environment(state_dir: Path) -> dict[str, str]:
     if "s3" in meta["services"] and credentials.exists():
         env.update(s3_service.read_credentials(credentials).env(credentials))
     if meta.get("mount"):
-        env["RAMBURST_MOUNT"] = meta["mount"]
+        env["RAMBURST_MOUNT"] = meta["mount"].replace("{host}", local_label(state))
     return env
+
+
+def local_label(state: InstanceState) -> str:
+    """The label of this machine's host in the instance (h0 when none matches)."""
+    from .host import local_addresses
+
+    addresses = local_addresses()
+    return next((h.label for h in state.hosts() if h.address in addresses), "h0")
 
 
 def collect(state_dir: Path, timeout: float = 5) -> dict:

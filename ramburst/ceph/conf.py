@@ -78,6 +78,9 @@ def render_conf(plan: Plan, layout: Layout) -> str:
         "paxos propose interval": 0.05,
         "paxos min wait": 0.01,
         "mon osd prime pg temp": "false",
+        # A dead host's OSDs are marked down within ~8 s (not 20), so clients of a replicated
+        # pool move on to the surviving copies quickly (read by OSDs and the monitor alike).
+        "osd heartbeat grace": 8,
         # Short-lived cluster: no crash reports or telemetry to the outside.
         "mgr initial modules": "iostat",
         # Capacity safety (see plan.FULL_HEADROOM): full at the requested size, with the
