@@ -88,7 +88,7 @@ class Hosts:
         cmd = ["mpirun", "--allow-run-as-root", "--mca", "plm_rsh_agent", str(self.agent),
                "-H", ",".join(names), "-np", str(len(names)),
                "--mca", "btl", "tcp,self", "--mca", "oob_tcp_if_include", SUBNET,
-               "--mca", "btl_tcp_if_include", SUBNET, *args]
+               "--mca", "btl_tcp_if_include", SUBNET, "--mca", "routed", "direct", *args]
         full_env = {**os.environ, "PMIX_MCA_gds": "hash", "OMPI_MCA_rmaps_base_oversubscribe": "1",
                     **(env or {})}
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env)

@@ -1,0 +1,8 @@
+#!/bin/bash
+# Epilog snippet (runs on every node as root after the job, also after a time-out or a
+# cancel): remove this node's part of the job's instance. `down` works from the records
+# in the user's state folder and touches only processes it started (checked by pid, start
+# time and command line), so it is safe to run even if nothing was deployed.
+STATE=$(getent passwd "$SLURM_JOB_USER" | cut -d: -f6)/.local/state/ramburst/job$SLURM_JOB_ID
+[ -d "$STATE" ] || exit 0
+runuser -u "$SLURM_JOB_USER" -- /opt/ramburst/.venv/bin/ramburst down --state-dir "$STATE" || true
