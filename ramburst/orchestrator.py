@@ -286,7 +286,8 @@ class Deployment:
         fuse = fuses[0]
         with self.steps.step("fs-mount", f"CephFS mounted at {self.mount}"):
             self.start(fuse)
-            self.undo.callback(unmount, self.mount)
+            fuse_record = self.record.processes[-1]
+            self.undo.callback(unmount, self.mount, 5, lambda: stop_processes([fuse_record]))
             wait_for(lambda: is_mounted(self.mount), 60, f"the mount at {self.mount}",
                      check=fuse.check_running)
             if admin is not None:
@@ -475,6 +476,7 @@ def down(state_dir: Path, steps: Steps | None = None, quiet: bool = False, comm=
     if not existed:
         return False
     mine = local_hosts(state.hosts())
+    comm.agree("unmount", lambda: unmount_hosts(mine, steps))  # every host, before any daemon stops
     comm.agree("down", lambda: remove_hosts(mine, steps))
     comm.barrier()
     if comm.rank == 0:
@@ -500,15 +502,20 @@ def local_hosts(hosts: list[HostRecord]) -> list[HostRecord]:
     return [h for h in hosts if h.address in addresses]
 
 
-def remove_hosts(hosts: list[HostRecord], steps: Steps) -> None:
+def unmount_hosts(hosts: list[HostRecord], steps: Steps) -> None:
+    """First step of down: unmount while every daemon still runs, so ceph-fuse can finish."""
     for h in hosts:
+        fuses = [p for p in h.processes if p.name.startswith("fuse.")]
         for m in h.mounts:
             if is_mounted(Path(m["path"])):
-                how = unmount(Path(m["path"]))
+                how = unmount(Path(m["path"]), abort=lambda: stop_processes(fuses))
                 steps.info(f"{m['path']}: {how}")
                 if how == "failed":
                     raise RamburstError(f"cannot unmount {m['path']}; processes using it: "
                                         f"fuser -vm {m['path']}; then run down again")
+
+
+def remove_hosts(hosts: list[HostRecord], steps: Steps) -> None:
     stopped = stop_processes([p for h in hosts for p in h.processes])
     steps.info(f"stopped {', '.join(stopped) or 'no running daemons'}")
     for h in hosts:

@@ -41,24 +41,36 @@ def create_mountpoint(path: Path) -> list[str]:
 
 
 def _try(cmd: list[str], path: Path, timeout: float) -> bool:
+    """Run one unmount tool; a tool that hangs (stuck in the kernel on a fuse daemon that
+    cannot answer) is abandoned after `timeout`, never waited for."""
     try:
-        ok = subprocess.run([*cmd, str(path)], capture_output=True, timeout=timeout).returncode == 0
-    except (subprocess.TimeoutExpired, FileNotFoundError):
-        ok = False  # subprocess.run kills a umount that hangs
+        proc = subprocess.Popen([*cmd, str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except FileNotFoundError:
+        return False
+    try:
+        ok = proc.wait(timeout=timeout) == 0
+    except subprocess.TimeoutExpired:
+        proc.kill()  # it ends once the fuse connection is aborted (the caller kills ceph-fuse)
+        return False
     return ok and not is_mounted(path)
 
 
-def unmount(path: Path, timeout: float = 5) -> str:
-    """Unmount; detach lazily if a process holds a file open there or if the unmount hangs
-    (ceph-fuse flushing to a full store). Returns how it went."""
+def unmount(path: Path, timeout: float = 5, abort=None) -> str:
+    """Unmount. If a process holds a file open there, detach lazily; if the unmount hangs
+    (ceph-fuse flushing to a store that is full or gone), call `abort` (kill ceph-fuse, which
+    ends the fuse connection) and detach lazily. Returns how it went."""
     root = os.geteuid() == 0
-    plain = [["umount"], ["fusermount", "-u"]] if root else [["fusermount", "-u"], ["umount"]]
+    plain = ["umount"] if root else ["fusermount", "-u"]
     lazy = [["umount", "-l"], ["fusermount", "-uz"]] if root else [["fusermount", "-uz"], ["umount", "-l"]]
-    if any(_try(cmd, path, timeout) for cmd in plain[:1]):
+    if _try(plain, path, timeout):
         return "unmounted"
-    if any(_try(cmd, path, timeout) for cmd in lazy):
-        return "busy: lazily detached"
-    return "failed" if is_mounted(path) else "unmounted"
+    how = "busy: lazily detached"
+    if abort is not None and is_mounted(path):
+        abort()
+        how = "stuck: ceph-fuse stopped, lazily detached"
+    if any(_try(cmd, path, timeout) for cmd in lazy) or not is_mounted(path):
+        return how
+    return "failed"
 
 
 class FuseMount(Daemon):
