@@ -26,7 +26,7 @@ from .ceph.mds import MdsDaemon
 from .ceph.mon import MonDaemon
 from .ceph.osd import OsdDaemon
 from .ceph.rgw import RgwDaemon
-from .config import Config
+from .config import Config, default_state_root
 from .errors import DeployError, Interrupted, RamburstError, UsageError
 from .instance import HostRecord, InstanceState
 from .plan import FULL_HEADROOM, Plan, plan_cluster
@@ -490,6 +490,11 @@ def down(state_dir: Path, steps: Steps | None = None, quiet: bool = False, comm=
             failure_log_path(state_dir).unlink()
         except FileNotFoundError:
             pass
+        if Path(state_dir).parent == default_state_root():
+            try:
+                default_state_root().rmdir()  # only when no other instance or log is left in it
+            except OSError:
+                pass
         if not quiet:
             steps.info(f"down in {steps.elapsed():.2f} s")
     return True
