@@ -40,6 +40,8 @@ def up_options(f):
                      help="Folder for config, keys, logs (default: ~/.local/state/ramburst/NAME)."),
         click.option("--device", type=click.Choice(["file", "memstore"]),
                      help="OSD store: BlueStore on a tmpfs file (default) or memstore."),
+        click.option("--checksums/--no-checksums", default=None,
+                     help="BlueStore checksums and OSD data digests (default: off, see docs/tuning.md)."),
         click.option("--service", "services", multiple=True,
                      help="pool, s3 or fs; repeat for several (default: pool)."),
         click.option("--mount", type=click.Path(path_type=Path),
@@ -181,11 +183,13 @@ def run(config_file, grace, command, mpi, **flags):
               help="MiB written per 4 MiB workload and path.")
 @click.option("--seconds", type=click.FloatRange(0.5), default=3.0, show_default=True,
               help="Duration of each 4 KiB workload.")
+@click.option("--passes", type=click.IntRange(1), default=3, show_default=True,
+              help="Measured passes per workload (after one warm-up pass); figures are medians.")
 @click.option("--deploys", type=click.IntRange(0), default=3, show_default=True,
               help="Deploys timed for the median up/down (deployed bench only).")
 @click.option("--json", "as_json", is_flag=True, help="Rows as JSON on stdout.")
 @click.option("--plot", type=click.Path(path_type=Path), help="Also draw the ratios to this PNG.")
-def bench(name, state_dir, size, mib, seconds, deploys, as_json, plot):
+def bench(name, state_dir, size, mib, seconds, passes, deploys, as_json, plot):
     """Throughput of pool, S3 and fs next to plain tmpfs in the same run, and up/down times."""
     from .bench import report, runner
 
@@ -195,7 +199,7 @@ def bench(name, state_dir, size, mib, seconds, deploys, as_json, plot):
         path = instance_dir(name, state_dir, None)
         if not path.exists():
             raise status_mod.NotUp(f"no instance at {path}")
-        rows = runner.run(None, path, mib * 2**20, seconds, 0)
+        rows = runner.run(None, path, mib * 2**20, seconds, 0, passes=passes)
         notes = {"instance": str(path)}
     else:
         mount_root = Path(tempfile.mkdtemp(prefix="ramburst-bench-mnt-"))
@@ -203,11 +207,11 @@ def bench(name, state_dir, size, mib, seconds, deploys, as_json, plot):
             config = build_config(name=f"bench{os.getpid()}", size=size, services=("pool", "s3", "fs"),
                                   state_dir=str(default_state_root() / f"bench{os.getpid()}"),
                                   mount=str(mount_root / "mnt"))
-            rows = runner.run(config, None, mib * 2**20, seconds, deploys)
+            rows = runner.run(config, None, mib * 2**20, seconds, deploys, passes=passes)
         finally:
             shutil.rmtree(mount_root, ignore_errors=True)
         notes = {"instance": "deployed for the bench", "size": size}
-    notes.update(mib=mib, seconds=seconds, cpus=os.cpu_count())
+    notes.update(mib=mib, seconds=seconds, passes=passes, cpus=os.cpu_count())
     click.echo(report.to_json(rows, notes) if as_json else report.table(rows))
     if plot is not None:
         report.plot(rows, str(plot))

@@ -73,6 +73,7 @@ class Config:
     mount: Path | None = None
     ram_dir: Path = Path("/dev/shm")
     hosts: int | None = None  # expected host count (DisTRaX number_of_hosts); None = whatever runs
+    checksums: bool = False  # BlueStore checksums and OSD data digests (docs/tuning.md)
     notes: tuple[str, ...] = field(default=(), compare=False)
 
     @property
@@ -121,6 +122,9 @@ class Config:
 _FIELDS = {f.name for f in dataclasses.fields(Config)} - {"notes"}
 _INT_FIELDS = {"osds", "replicas", "hosts"}
 _PATH_FIELDS = {"state_dir", "mount", "ram_dir"}
+_BOOL_FIELDS = {"checksums"}
+_BOOL_WORDS = {"true": True, "yes": True, "on": True, "1": True,
+               "false": False, "no": False, "off": False, "0": False}
 
 
 def _coerce(key: str, value: Any, origin: str) -> Any:
@@ -131,6 +135,13 @@ def _coerce(key: str, value: Any, origin: str) -> Any:
             if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit():
                 raise UsageError(f"{origin}: {key} must be a whole number, not {value!r}")
             return int(value)
+        if key in _BOOL_FIELDS:
+            if isinstance(value, bool):
+                return value
+            word = str(value).strip().lower() if isinstance(value, (str, int)) else None
+            if word not in _BOOL_WORDS:
+                raise UsageError(f"{origin}: {key} must be true or false, not {value!r}")
+            return _BOOL_WORDS[word]
         if key in _PATH_FIELDS:
             return Path(os.path.expanduser(str(value))).absolute()
         if key == "services":

@@ -104,6 +104,10 @@ class Deployment:
                 unit = FuseMount(d.id, binaries["fuse"], self.layout.conf, self.layout.logs, self.mount)
             else:
                 unit = DAEMON_CLASSES[d.kind](d.id, binaries[d.kind], self.layout.conf, self.layout.logs)
+                if d.kind == "osd" and self.plan.device == "memstore":
+                    # memstore keeps the data in its heap: a heap kept from shrinking would
+                    # hold twice the data and never give it back (docs/tuning.md).
+                    unit.malloc_tuned = False
             self.daemons[d.name] = unit
         self.s3: s3_service.S3Credentials | None = None
 
@@ -130,6 +134,7 @@ class Deployment:
         return {
             "name": p.name, "fsid": p.fsid, "state": state, "pool": p.pool,
             "services": list(p.services), "mon_host": p.mon_host, "device": p.device,
+            "checksums": p.checksums,
             "replicas": p.replicas, "hosts": [h.label for h in p.hosts],
             "osds": len(p.osds), "osd_bytes": p.osd_bytes,
             "mount": str(p.mount) if p.mount else None,
@@ -311,7 +316,9 @@ def validate(config: Config, host_label: str = "h0") -> tuple[dict[str, str], st
                              "(ask for it, or use --service pool/s3)")
     binaries = hostmod.check_binaries(kinds)
     address = hostmod.interface_address(config.interface)
-    hostmod.check_memory(config.size, FULL_HEADROOM * config.osds, counts, config.ram_dir)
+    # memstore holds each object in the OSD's heap at about twice its size (docs/tuning.md).
+    data = config.size * (2 if config.device == "memstore" else 1)
+    hostmod.check_memory(data, FULL_HEADROOM * config.osds, counts, config.ram_dir)
     if "s3" in config.services:
         try:
             import boto3  # noqa: F401

@@ -68,6 +68,7 @@ class Plan:
     mount: Path | None = None
     failure_domain: str = field(default="osd")
     rgw_port: int | None = None
+    checksums: bool = False
 
     @property
     def mon_host(self) -> str:
@@ -168,5 +169,5 @@ def plan_cluster(config: Config, addresses: list[str], fsid: str, mon_port: int,
         replicas=config.replicas, pg_num=pg_count(total_osds, config.replicas),
         device=config.device, osd_bytes=config.osd_bytes, services=config.services,
         hosts=tuple(hosts), mount=config.mount_path, failure_domain=failure_domain,
-        rgw_port=rgw_port if "s3" in config.services else None,
+        rgw_port=rgw_port if "s3" in config.services else None, checksums=config.checksums,
     )

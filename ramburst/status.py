@@ -59,6 +59,7 @@ def collect(state_dir: Path, timeout: float = 5) -> dict:
         "name": meta["name"], "state": meta["state"], "fsid": meta["fsid"],
         "state_dir": str(state_dir), "mon_host": meta["mon_host"], "pool": meta["pool"],
         "services": meta["services"], "device": meta["device"], "replicas": meta["replicas"],
+        "checksums": meta.get("checksums", True),
         "endpoints": {k: v for k, v in (("pool", meta["pool"] if "pool" in meta["services"] else None),
                                         ("s3", meta.get("s3_endpoint")), ("fs", meta.get("mount"))) if v},
         "daemons": daemons, "health": None, "checks": {}, "capacity": None, "osds": None,
@@ -127,7 +128,8 @@ def render_text(report: dict) -> str:
         o = report["osds"]
         lines.append(f"osds      {o['up']} up, {o['in']} in, of {o['total']}")
     copies = f"{report['replicas']} cop{'y' if report['replicas'] == 1 else 'ies'}"
-    lines.append(f"services  ({copies}, device {report['device']})")
+    sums = "checksums on" if report["checksums"] else "no checksums"
+    lines.append(f"services  ({copies}, device {report['device']}, {sums})")
     labels = {"pool": "pool", "s3": "S3 endpoint", "fs": "mounted at"}
     for service, where in report["endpoints"].items():
         lines.append(f"  {service:<6}  {labels[service]} {where}")

@@ -33,6 +33,7 @@ def check_refused(args, tmp_path, expect: str, env=None):
     (["up", "--device", "floppy"], "Invalid value for '--device'"),
     (["up", "--service", "nfs"], "service 'nfs' is not one of"),
     (["up", "--pool", "bad pool"], "pool 'bad pool'"),
+    (["up", "--checksums=yes"], "does not take a value"),
     (["run", "--size", "1G"], "Missing argument 'COMMAND...'"),
 ])
 def test_bad_flags(tmp_path, args, expect):

@@ -59,6 +59,7 @@ def test_toml_ramburst_table_and_dashes(tmp_path):
     ('osds = 0\n', "osds must be at least 1"),
     ('size = "100M"\n', "each OSD needs at least"),
     ('name = \n', "not valid TOML"),
+    ('checksums = "maybe"\n', "checksums must be true or false"),
 ])
 def test_toml_errors_name_the_problem(tmp_path, body, message):
     f = tmp_path / "bad.toml"
@@ -186,3 +187,30 @@ def test_conf_keeps_everything_inside_the_instance(tmp_path):
         if any(k in line for k in ("data =", "log file =", "run dir =", "keyring =")) and "/dev/null" not in line:
             value = line.split("=", 1)[1].strip()
             assert value.startswith(str(tmp_path)) or value.startswith("/dev/shm/ramburst-"), line
+
+
+@pytest.mark.parametrize("value,expected", [("true", True), ("false", False), ('"yes"', True), ('"off"', False)])
+def test_checksums_option(tmp_path, value, expected):
+    f = tmp_path / "c.toml"
+    f.write_text(f"checksums = {value}\n")
+    assert build_config(f).checksums is expected
+    assert build_config().checksums is False  # the RAM default (docs/tuning.md)
+
+
+@pytest.mark.parametrize("checksums,csum,skip", [(False, "none", "true"), (True, "crc32c", "false")])
+def test_conf_checksum_settings(tmp_path, checksums, csum, skip):
+    c = build_config(state_dir=str(tmp_path / "st"), checksums=checksums)
+    plan = plan_cluster(c, ["127.0.0.1"], "fsid-1", 41234)
+    osd = render_conf(plan, Layout(plan)).split("[osd]\n", 1)[1].split("\n\n", 1)[0]
+    assert f"bluestore csum type = {csum}" in osd and f"osd skip data digest = {skip}" in osd
+
+
+def test_daemon_malloc_tunables(monkeypatch):
+    from ramburst.ceph.daemon import MALLOC_TUNABLES, daemon_env
+
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    assert daemon_env()["GLIBC_TUNABLES"] == MALLOC_TUNABLES
+    assert "GLIBC_TUNABLES" not in daemon_env(tuned=False)
+    # A user's own tunables come last, so they override ours.
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=8")
+    assert daemon_env()["GLIBC_TUNABLES"] == MALLOC_TUNABLES + ":glibc.malloc.arena_max=8"

@@ -19,11 +19,19 @@ def client_env(state_dir) -> dict:
     return {**os.environ, **json.loads(out.stdout)}
 
 
-@pytest.mark.parametrize("device", ["file", "memstore"])
-def test_full_cycle(tmp_path, device):
+def osd_setting(state_dir, option: str) -> str:
+    out = subprocess.run(["ceph", "--admin-daemon", str(state_dir / "run" / "osd.0.asok"), "config", "get", option],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)[option]
+
+
+@pytest.mark.parametrize("device,checksums", [("file", False), ("memstore", False), ("file", True)])
+def test_full_cycle(tmp_path, device, checksums):
     name = unique_name("cyc")
     state = tmp_path / name
-    up = cli("up", "--name", name, "--state-dir", state, "--size", "1G", "--device", device)
+    up = cli("up", "--name", name, "--state-dir", state, "--size", "1G", "--device", device,
+             "--checksums" if checksums else "--no-checksums")
     assert up.returncode == 0, up.stderr
     assert "up in" in up.stderr  # progress with elapsed time on stderr
     port = mon_port(state)
@@ -65,6 +73,14 @@ def test_full_cycle(tmp_path, device):
         assert js["state"] == "up" and js["osds"]["up"] == 1 and js["device"] == device
         assert {d["name"] for d in js["daemons"]} == {"mon.a", "mgr.x", "osd.0"}
         assert all(d["state"] == "running" and d["pid"] > 0 for d in js["daemons"])
+        assert js["checksums"] is checksums and ("checksums on" if checksums else "no checksums") in st.stdout
+
+        # The RAM tuning is what the running OSD uses (docs/tuning.md).
+        assert osd_setting(state, "bluestore_csum_type") == ("crc32c" if checksums else "none")
+        assert osd_setting(state, "osd_skip_data_digest") == ("false" if checksums else "true")
+        osd_pid = next(d["pid"] for d in js["daemons"] if d["name"] == "osd.0")
+        environ = open(f"/proc/{osd_pid}/environ", "rb").read().decode(errors="replace")
+        assert ("GLIBC_TUNABLES=glibc.malloc.mmap_threshold=" in environ) is (device == "file")
     finally:
         down = cli("down", "--state-dir", state)
     assert down.returncode == 0, down.stderr

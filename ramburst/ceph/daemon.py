@@ -70,10 +70,30 @@ def stop_processes(records: list[ProcessRecord], timeout: float = 10.0) -> list[
     return [r.name for r, _ in live]
 
 
+# glibc malloc, which Debian's Ceph uses, maps every buffer over 128 KiB (a 4 MiB message)
+# afresh and returns freed heap tops to the kernel at once, so each 4 MiB write paid for
+# 1024 page faults and zeroing (42 % of the OSD's CPU in a 4 MiB write profile). Buffers up
+# to 32 MiB come from the heap instead, up to 64 MiB of free heap is kept for reuse, and two
+# arenas bound what is kept (docs/tuning.md: 4 MiB writes 1.9x faster, OSD RSS +200 MiB).
+MALLOC_TUNABLES = ("glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=67108864:"
+                   "glibc.malloc.arena_max=2")
+
+
+def daemon_env(tuned: bool = True) -> dict[str, str]:
+    """The environment of a Ceph daemon: ours, with the malloc tunables added (a user's own
+    GLIBC_TUNABLES come after them, so they win)."""
+    env = dict(os.environ)
+    if tuned:
+        current = env.get("GLIBC_TUNABLES", "")
+        env["GLIBC_TUNABLES"] = f"{MALLOC_TUNABLES}:{current}" if current else MALLOC_TUNABLES
+    return env
+
+
 class Daemon:
     """A Ceph daemon of one kind; subclasses say how to make its data and what to run."""
 
     kind = ""
+    malloc_tuned = True  # start with MALLOC_TUNABLES
 
     def __init__(self, ident: str, binary: str, conf: Path, log_dir: Path):
         self.id = ident
@@ -115,7 +135,7 @@ class Daemon:
         try:
             self.popen = subprocess.Popen(self.run_args(), stdin=subprocess.DEVNULL, stdout=out,
                                           stderr=subprocess.STDOUT, start_new_session=True,
-                                          close_fds=True)
+                                          close_fds=True, env=daemon_env(self.malloc_tuned))
         finally:
             out.close()
         try:
