@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import shutil
-import statistics
 import tempfile
 import time
 import uuid
@@ -26,17 +25,26 @@ def time_deploys(config: Config, runs: int, steps: Steps) -> list[Row]:
         orchestrator.down(config.instance_dir, quiet=True)
         downs.append(time.perf_counter() - t)
         steps.info(f"deploy {i + 1}/{runs}: up {ups[-1]:.2f} s, down {downs[-1]:.2f} s")
-    return [Row("deploy", "up", statistics.median(ups), "s"),
-            Row("deploy", "down", statistics.median(downs), "s")]
+    return [Row.of("deploy", "up", ups, "s"), Row.of("deploy", "down", downs, "s")]
 
 
-def measure(cluster: Cluster, total: int, seconds: float, steps: Steps) -> list[Row]:
-    """Every workload on tmpfs and on each service the instance has."""
+def measure(cluster: Cluster, total: int, seconds: float, steps: Steps, passes: int = 3) -> list[Row]:
+    """Every workload on tmpfs and on each service the instance has.
+
+    One warm-up pass of the 4 MiB workload per path first (it allocates the RAM pages of the
+    store, the page cache and the allocators' heaps, which a first pass pays for), then
+    `passes` passes in which the paths take turns, so tmpfs and each service are measured
+    under the same conditions; figures are medians over the passes."""
     prefix = f"rbbench-{uuid.uuid4().hex[:6]}-"
-    rows: list[Row] = []
     shm = Path(tempfile.mkdtemp(prefix="ramburst-bench-", dir="/dev/shm"))
+    targets: list[tuple[w.Target, Path | None]] = []
+    samples: dict[tuple[str, str, str], list[float]] = {}
+
+    def record(path: str, workload: str, unit: str, value: float) -> None:
+        samples.setdefault((path, workload, unit), []).append(value)
+
     try:
-        targets: list[tuple[w.Target, Path | None]] = [(w.FolderTarget("tmpfs", shm), shm)]
+        targets.append((w.FolderTarget("tmpfs", shm), shm))
         if cluster.pool:
             targets.append((w.PoolTarget(cluster), None))
         if cluster.s3:
@@ -44,32 +52,39 @@ def measure(cluster: Cluster, total: int, seconds: float, steps: Steps) -> list[
         if cluster.mount:
             folder = cluster.mount / prefix.rstrip("-")
             folder.mkdir()
-            targets.append((w.FolderTarget("fs", folder), folder))
+            targets.append((w.FolderTarget("fs", folder, drop_cache=True), folder))
+        for target, _ in targets:
+            w.big_write_read(target, total, f"{prefix}warm-")
+        steps.info("warm-up pass done")
+        for i in range(passes):
+            for target, folder in targets:
+                write, read = w.big_write_read(target, total, prefix)
+                record(target.name, "4MiB write", "MB/s", write)
+                record(target.name, "4MiB read", "MB/s", read)
+                record(target.name, "4KiB writes", "ops/s", w.small_ops(target, seconds, prefix))
+                if folder is not None:
+                    record(target.name, "create+stat+delete", "ops/s", w.metadata_ops(folder, 2000))
+            record("tcp-loopback", "4MiB read", "MB/s", w.tcp_stream(total))
+            steps.info(f"pass {i + 1}/{passes} measured")
+    finally:
         for target, folder in targets:
             try:
-                write, read = w.big_write_read(target, total, prefix)
-                rows += [Row(target.name, "4MiB write", write, "MB/s"), Row(target.name, "4MiB read", read, "MB/s")]
-                rows.append(Row(target.name, "4KiB writes", w.small_ops(target, seconds, prefix), "ops/s"))
-                if folder is not None:
-                    rows.append(Row(target.name, "create+stat+delete", w.metadata_ops(folder, 2000), "ops/s"))
-                steps.info(f"{target.name} measured")
-            finally:
                 target.close()
+            finally:
                 if folder is not None and folder != shm:
                     shutil.rmtree(folder, ignore_errors=True)
-    finally:
         shutil.rmtree(shm, ignore_errors=True)
-    return attach_baselines(rows)
+    return attach_baselines([Row.of(p, wl, values, unit) for (p, wl, unit), values in samples.items()])
 
 
 def run(config: Config | None, state_dir: Path | None, total: int, seconds: float, deploys: int,
-        show_progress: bool = True) -> list[Row]:
+        show_progress: bool = True, passes: int = 3) -> list[Row]:
     """Bench a running instance (state_dir) or deploy `config` for the bench and remove it."""
     steps = Steps(show_progress, prefix="bench: ")
     if state_dir is not None:
         cluster = Cluster(state_dir)
         try:
-            return measure(cluster, total, seconds, steps)
+            return measure(cluster, total, seconds, steps, passes)
         finally:
             cluster.close()
     rows = time_deploys(config, deploys, steps) if deploys else []
@@ -77,7 +92,7 @@ def run(config: Config | None, state_dir: Path | None, total: int, seconds: floa
     try:
         cluster = Cluster(config.instance_dir)
         try:
-            rows += measure(cluster, total, seconds, steps)
+            rows += measure(cluster, total, seconds, steps, passes)
         finally:
             cluster.close()
     finally:

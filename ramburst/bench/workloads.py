@@ -6,6 +6,8 @@ the data paths, not two different clients.
 from __future__ import annotations
 
 import os
+import socket
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,8 +33,13 @@ class Target:
 
 
 class FolderTarget(Target):
-    def __init__(self, name: str, folder: Path, fsync: bool = True):
-        self.name, self.folder, self.fsync = name, folder, fsync
+    """Files in a folder. `drop_cache`: before each read, drop the kernel's cached pages of the
+    file (clean after the fsync), so a read of a mounted filesystem reaches the filesystem
+    instead of returning what the write left in the page cache. On tmpfs it drops nothing: the
+    page cache is the storage."""
+
+    def __init__(self, name: str, folder: Path, fsync: bool = True, drop_cache: bool = False):
+        self.name, self.folder, self.fsync, self.drop_cache = name, folder, fsync, drop_cache
 
     def put(self, key, data):
         with open(self.folder / key, "wb") as f:
@@ -43,6 +50,8 @@ class FolderTarget(Target):
 
     def get(self, key, size):
         with open(self.folder / key, "rb", buffering=0) as f:
+            if self.drop_cache:
+                os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
             return f.read(size)
 
     def delete(self, key):
@@ -103,6 +112,40 @@ def big_write_read(target: Target, total: int, prefix: str) -> tuple[float, floa
         r = _rate(sum(got), time.perf_counter() - t)
         list(ex.map(target.delete, keys))
     return w, r
+
+
+def tcp_stream(total: int) -> float:
+    """MB/s of one TCP stream over loopback into fresh 4 MiB buffers, as a client reading 4 MiB
+    objects receives them: the most any store reached through a socket can deliver here, before
+    it does any work of its own. Ceph's reads cross such a socket once."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    count = max(THREADS, total // BIG)
+    data = os.urandom(BIG)
+
+    def send():
+        conn, _ = server.accept()
+        with conn:
+            for _ in range(count):
+                conn.sendall(data)
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    with socket.create_connection(server.getsockname()) as s:
+        t = time.perf_counter()
+        for _ in range(count):
+            buf = bytearray(BIG)
+            view, got = memoryview(buf), 0
+            while got < BIG:
+                n = s.recv_into(view[got:])
+                if n == 0:
+                    raise ConnectionError("loopback stream ended early")
+                got += n
+        rate = _rate(count * BIG, time.perf_counter() - t)
+    sender.join(timeout=10)
+    server.close()
+    return rate
 
 
 def small_ops(target: Target, seconds: float, prefix: str) -> float:
