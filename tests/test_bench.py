@@ -76,3 +76,24 @@ def test_bench_on_a_running_instance(instance_dir, tmp_path):
 def test_bench_of_a_missing_instance(tmp_path):
     r = cli("bench", "--state-dir", tmp_path / "none")
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "no instance" in r.stderr
+
+
+@pytest.mark.ceph
+def test_cpu_per_mib_script_runs_and_cleans_up():
+    import glob
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    before = set(glob.glob("/dev/shm/ramburst-*"))
+    r = subprocess.run([sys.executable, str(root / "scripts" / "bench_cpu.py"), "--service", "pool", "--mib", "32",
+                        "--passes", "1"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    rows = {tuple(c.strip() for c in line.split("|")[1:3]): line for line in r.stdout.splitlines()
+            if line.startswith("| pool") or line.startswith("| tmpfs")}
+    assert set(rows) == {("tmpfs", "4 MiB write"), ("tmpfs", "4 MiB read"), ("pool", "4 MiB write"),
+                         ("pool", "4 MiB read")}
+    osd_cpu = float(rows[("pool", "4 MiB write")].split("|")[5])  # the OSD did the work
+    assert osd_cpu > 0
+    assert set(glob.glob("/dev/shm/ramburst-*")) == before

@@ -86,7 +86,11 @@ def plot(rows: list[Row], path: str) -> None:
     data = [r for r in rows if r.ratio is not None]
     labels = [f"{r.path}\n{r.workload}" for r in data]
     fig, ax = plt.subplots(figsize=(max(6, len(data) * 1.1), 4))
-    ax.bar(range(len(data)), [r.ratio for r in data], color="tab:blue")
+    ratios = [r.ratio for r in data]
+    lows = [r.ratio - r.ratio_range[0] if r.ratio_range else 0 for r in data]
+    highs = [r.ratio_range[1] - r.ratio if r.ratio_range else 0 for r in data]
+    colours = ["tab:grey" if r.path == "tcp-loopback" else "tab:blue" for r in data]  # a reference, not ramburst
+    ax.bar(range(len(data)), ratios, color=colours, yerr=[lows, highs], capsize=3)
     ax.axhline(1.0, color="grey", linestyle="--", linewidth=1)
     ax.axhline(0.5, color="tab:red", linestyle=":", linewidth=1)
     ax.set_xticks(range(len(data)), labels, fontsize=8)
