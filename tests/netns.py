@@ -78,7 +78,13 @@ class Hosts:
         with open("/etc/hosts", "a") as f:
             for name, addr in zip(self.names, self.addresses):
                 f.write(f"{addr} {name} {TAG}\n")
-        self.agent.write_text('#!/bin/sh\nhost="$1"; shift\nexec nsenter --net=/var/run/netns/"$host" sh -c "$*"\n')
+        # Each simulated host gets its own TMPDIR: the hosts share the filesystem and the
+        # hostname, so Open MPI's daemons would otherwise make and remove their session
+        # folders under the same /tmp/ompi.<hostname>.<uid>, and one's cleanup can race
+        # another's mkdir ("A call to mkdir was unable to create the desired directory").
+        self.agent.write_text('#!/bin/sh\nhost="$1"; shift\n'
+                              f'TMPDIR="{self.agent.parent}/tmp-$host"; export TMPDIR; mkdir -p "$TMPDIR"\n'
+                              'exec nsenter --net=/var/run/netns/"$host" sh -c "$*"\n')
         self.agent.chmod(0o755)
         return self
 
