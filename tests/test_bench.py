@@ -97,3 +97,20 @@ def test_cpu_per_mib_script_runs_and_cleans_up():
     osd_cpu = float(rows[("pool", "4 MiB write")].split("|")[5])  # the OSD did the work
     assert osd_cpu > 0
     assert set(glob.glob("/dev/shm/ramburst-*")) == before
+
+
+@pytest.mark.ceph
+def test_osd_counters_script_reports_the_data_path():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, str(root / "scripts" / "bench_counters.py"), "--mib", "32", "--size", "2G"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    rows = {line.split("|")[1].strip(): line.split("|") for line in r.stdout.splitlines()
+            if line.startswith("| osd.") or line.startswith("| bluestore.")}
+    # 8 objects of 4 MiB written and read once each, as counted by the OSD itself
+    assert int(rows["osd.op_w_latency"][2]) == 8 and int(rows["osd.op_r_latency"][2]) == 8
+    assert float(rows["osd.op_w_latency"][3]) > 0 and "bluestore.state_aio_wait_lat" in rows

@@ -203,6 +203,7 @@ def test_conf_checksum_settings(tmp_path, checksums, csum, skip):
     plan = plan_cluster(c, ["127.0.0.1"], "fsid-1", 41234)
     osd = render_conf(plan, Layout(plan)).split("[osd]\n", 1)[1].split("\n\n", 1)[0]
     assert f"bluestore csum type = {csum}" in osd and f"osd skip data digest = {skip}" in osd
+    assert "bluestore max blob size = 1048576" in osd  # 4 writes per 4 MiB object, not 64
 
 
 def test_daemon_malloc_tunables(monkeypatch):

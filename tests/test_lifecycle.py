@@ -78,6 +78,8 @@ def test_full_cycle(tmp_path, device, checksums):
         # The RAM tuning is what the running OSD uses (docs/tuning.md).
         assert osd_setting(state, "bluestore_csum_type") == ("crc32c" if checksums else "none")
         assert osd_setting(state, "osd_skip_data_digest") == ("false" if checksums else "true")
+        if device == "file":
+            assert osd_setting(state, "bluestore_max_blob_size") == "1048576"
         osd_pid = next(d["pid"] for d in js["daemons"] if d["name"] == "osd.0")
         environ = open(f"/proc/{osd_pid}/environ", "rb").read().decode(errors="replace")
         assert ("GLIBC_TUNABLES=glibc.malloc.mmap_threshold=" in environ) is (device == "file")
