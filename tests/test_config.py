@@ -204,6 +204,8 @@ def test_conf_checksum_settings(tmp_path, checksums, csum, skip):
     osd = render_conf(plan, Layout(plan)).split("[osd]\n", 1)[1].split("\n\n", 1)[0]
     assert f"bluestore csum type = {csum}" in osd and f"osd skip data digest = {skip}" in osd
     assert "bluestore max blob size = 1048576" in osd  # 4 writes per 4 MiB object, not 64
+    glob = render_conf(plan, Layout(plan)).split("[global]\n", 1)[1].split("\n\n", 1)[0]
+    assert "debug osd = 0/0" in glob and "debug client = 0/0" in glob and "debug rgw = 0/0" in glob
 
 
 def test_daemon_malloc_tunables(monkeypatch):

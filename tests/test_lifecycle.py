@@ -80,6 +80,7 @@ def test_full_cycle(tmp_path, device, checksums):
         assert osd_setting(state, "osd_skip_data_digest") == ("false" if checksums else "true")
         if device == "file":
             assert osd_setting(state, "bluestore_max_blob_size") == "1048576"
+        assert osd_setting(state, "debug_osd") == "0/0" and osd_setting(state, "debug_ms") == "0/0"
         osd_pid = next(d["pid"] for d in js["daemons"] if d["name"] == "osd.0")
         environ = open(f"/proc/{osd_pid}/environ", "rb").read().decode(errors="replace")
         assert ("GLIBC_TUNABLES=glibc.malloc.mmap_threshold=" in environ) is (device == "file")
