@@ -23,9 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import ramburst  # noqa: E402
+from ramburst.bench.workloads import BIG, THREADS  # noqa: E402  (the bench's object size and threads)
 
-BIG = 4 * 2**20
-THREADS = 16
 # (section, counter, what it measures)
 COUNTERS = [
     ("osd", "op_before_queue_op_lat", "message received -> queued for an op thread"),

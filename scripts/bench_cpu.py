@@ -20,6 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psutil
@@ -53,8 +54,6 @@ def measure(target: w.Target, total: int, state_dir: Path) -> list[tuple[str, fl
     rows = []
     data = os.urandom(w.BIG)
     keys = [f"cpu{i}" for i in range(total // w.BIG)]
-    from concurrent.futures import ThreadPoolExecutor
-
     with ThreadPoolExecutor(w.THREADS) as ex:
         for direction in ("write", "read"):
             before, t = cpu_seconds(state_dir), time.perf_counter()

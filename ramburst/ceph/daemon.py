@@ -74,7 +74,7 @@ def stop_processes(records: list[ProcessRecord], timeout: float = 10.0) -> list[
 # afresh and returns freed heap tops to the kernel at once, so each 4 MiB write paid for
 # 1024 page faults and zeroing (42 % of the OSD's CPU in a 4 MiB write profile). Buffers up
 # to 32 MiB come from the heap instead, up to 64 MiB of free heap is kept for reuse, and two
-# arenas bound what is kept (docs/tuning.md: 4 MiB writes 1.9x faster, OSD RSS +200 MiB).
+# arenas bound what is kept (docs/tuning.md: 4 MiB writes 1.4-1.7x faster, OSD RSS +150-300 MiB).
 MALLOC_TUNABLES = ("glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=67108864:"
                    "glibc.malloc.arena_max=2")
 
