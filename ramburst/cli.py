@@ -21,8 +21,9 @@ import psutil
 
 from . import orchestrator
 from . import status as status_mod
-from .config import Config, build_config, default_state_root, read_config_file
+from .config import Config, build_config, check_name, default_state_root, read_config_file
 from .errors import Interrupted, RamburstError, UsageError
+from .instance import InstanceState
 
 
 def up_options(f):
@@ -66,12 +67,29 @@ def select_options(f):
 
 
 def instance_dir(name: str | None, state_dir: Path | None, config_file: Path | None) -> Path:
+    """The state folder a command acts on; --name is checked even where --state-dir wins."""
+    if name is not None:
+        check_name(name)
     if state_dir is not None:
         return state_dir.absolute()
     opts = read_config_file(config_file) if config_file else {}
     if "state_dir" in opts:
         return opts["state_dir"]
-    return default_state_root() / (name or opts.get("name") or "default")
+    return default_state_root() / check_name(name or opts.get("name") or "default")
+
+
+def existing_instance(path: Path) -> Path:
+    """For status and env: a folder that exists must be an instance (exit 2 otherwise)."""
+    state = InstanceState(path)
+    if state.exists():
+        state.check_instance()
+    return path
+
+
+def env_hint(config: Config) -> str:
+    how = (f"--state-dir {shlex.quote(str(config.instance_dir))}" if config.state_dir
+           else f"--name {shlex.quote(config.name)}")
+    return f"eval \"$(ramburst env {how})\""
 
 
 def make_config(config_file, **flags) -> Config:
@@ -104,9 +122,7 @@ def up(config_file, mpi, **flags):
     orchestrator.up(config, comm=comm)
     if comm is not None and comm.rank != 0:
         return
-    how = f"--state-dir {config.instance_dir}" if config.state_dir else f"--name {config.name}"
-    click.echo(f"ramburst: {config.name} is up; use it with: eval \"$(ramburst env {how})\"",
-               err=True)
+    click.echo(f"ramburst: {config.name} is up; use it with: {env_hint(config)}", err=True)
 
 
 @main.command()
@@ -125,7 +141,7 @@ def down(name, state_dir, config_file, mpi):
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(name, state_dir, config_file, as_json):
     """Health, capacity and daemons; exits non-zero when the instance is not up."""
-    path = instance_dir(name, state_dir, config_file)
+    path = existing_instance(instance_dir(name, state_dir, config_file))
     try:
         report = status_mod.collect(path)
     except status_mod.NotUp as e:
@@ -142,7 +158,7 @@ def status(name, state_dir, config_file, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of shell exports.")
 def env(name, state_dir, config_file, as_json):
     """Print the environment for Ceph clients: eval "$(ramburst env)"."""
-    variables = status_mod.environment(instance_dir(name, state_dir, config_file))
+    variables = status_mod.environment(existing_instance(instance_dir(name, state_dir, config_file)))
     if as_json:
         click.echo(json.dumps(variables, indent=1))
     else:

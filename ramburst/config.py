@@ -23,8 +23,12 @@ else:  # pragma: no cover - exercised only on older Pythons
 
 SERVICES = ("pool", "s3", "fs")
 DEVICES = ("file", "memstore")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
-POOL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")  # always fullmatch: `$` lets a newline in
+POOL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+# Characters ceph.conf cannot carry in a path value: `#` and `;` start a comment (quoting does
+# not help, Pacific's parser then fails), `\` escapes, `$` expands a metavariable, `"` quotes,
+# control characters (newline) end the line.
+CONF_UNSAFE_RE = re.compile(r'[#;\\$"\x00-\x1f\x7f]')
 MIN_OSD_BYTES = 512 * 2**20
 
 _UNITS = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
@@ -52,8 +56,25 @@ def format_size(n: float) -> str:
     return f"{n} B"  # unreachable
 
 
+def check_name(name: str) -> str:
+    """Every command checks --name: it becomes a folder name, so no path, no `.`/`..`."""
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+        raise UsageError(f"name {name!r} must be 1-32 letters, digits, '-' or '_'")
+    return name
+
+
+def check_conf_path(what: str, path: Path | str) -> None:
+    """Refuse a path that the generated ceph.conf (or ceph-fuse) could not carry intact."""
+    bad = CONF_UNSAFE_RE.search(str(path))
+    if bad:
+        raise UsageError(f"{what} {str(path)!r} has {bad.group()!r}, which ceph.conf cannot carry in a path")
+
+
 def default_state_root() -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    """$XDG_STATE_HOME/ramburst; a relative XDG_STATE_HOME is ignored, as the XDG spec says."""
+    base = os.environ.get("XDG_STATE_HOME", "")
+    if not os.path.isabs(base):
+        base = os.path.join(os.path.expanduser("~"), ".local", "state")
     return Path(base) / "ramburst"
 
 
@@ -92,9 +113,8 @@ class Config:
         return self.size // self.osds
 
     def validate(self) -> "Config":
-        if not NAME_RE.match(self.name):
-            raise UsageError(f"name {self.name!r} must be 1-32 letters, digits, '-' or '_'")
-        if not POOL_RE.match(self.pool):
+        check_name(self.name)
+        if not POOL_RE.fullmatch(self.pool):
             raise UsageError(f"pool {self.pool!r} must be 1-64 letters, digits, '.', '-' or '_'")
         if self.osds < 1:
             raise UsageError(f"osds must be at least 1, not {self.osds}")
@@ -114,12 +134,20 @@ class Config:
             raise UsageError("--mount is for the fs service: add --service fs")
         if self.hosts is not None and self.hosts < 1:
             raise UsageError(f"number of hosts must be at least 1, not {self.hosts}")
+        check_conf_path("state folder", self.instance_dir)
+        check_conf_path("RAM folder", self.ram_dir)
+        if self.mount_path is not None:
+            check_conf_path("mount path", self.mount_path)
+            if any(c.isspace() for c in str(self.mount_path)):
+                # ceph-fuse aborts on such a mountpoint (seen with Ceph 16.2.15)
+                raise UsageError(f"mount path {str(self.mount_path)!r} has white space, which ceph-fuse cannot mount")
         return self
 
 
 # --- reading options from files and flags -----------------------------------------
 
-_FIELDS = {f.name for f in dataclasses.fields(Config)} - {"notes"}
+# ram_dir and hosts are internal (tests, the DisTRaX mapping); a file or flag cannot set them.
+_FIELDS = {f.name for f in dataclasses.fields(Config)} - {"notes", "ram_dir", "hosts"}
 _INT_FIELDS = {"osds", "replicas", "hosts"}
 _PATH_FIELDS = {"state_dir", "mount", "ram_dir"}
 _BOOL_FIELDS = {"checksums"}
@@ -132,7 +160,8 @@ def _coerce(key: str, value: Any, origin: str) -> Any:
         if key == "size":
             return parse_size(value)
         if key in _INT_FIELDS:
-            if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit():
+            if isinstance(value, bool) or not isinstance(value, (int, str)) or \
+                    not re.fullmatch(r"[0-9]+", str(value).strip()):
                 raise UsageError(f"{origin}: {key} must be a whole number, not {value!r}")
             return int(value)
         if key in _BOOL_FIELDS:
@@ -143,10 +172,14 @@ def _coerce(key: str, value: Any, origin: str) -> Any:
                 raise UsageError(f"{origin}: {key} must be true or false, not {value!r}")
             return _BOOL_WORDS[word]
         if key in _PATH_FIELDS:
+            if not isinstance(value, (str, Path)):
+                raise UsageError(f"{origin}: {key} must be a path, not {value!r}")
             return Path(os.path.expanduser(str(value))).absolute()
         if key == "services":
-            items = [value] if isinstance(value, str) else list(value)
-            return tuple(dict.fromkeys(str(s).strip() for s in items))
+            items = [value] if isinstance(value, str) else value
+            if not isinstance(items, (list, tuple)) or not all(isinstance(s, str) for s in items):
+                raise UsageError(f"{origin}: {key} must be a service name or a list of them, not {value!r}")
+            return tuple(dict.fromkeys(s.strip() for s in items))
         if not isinstance(value, str):
             raise UsageError(f"{origin}: {key} must be text, not {value!r}")
         return value
@@ -174,6 +207,10 @@ def read_toml(path: Path) -> dict[str, Any]:
             data = tomllib.load(f)
     except tomllib.TOMLDecodeError as e:
         raise UsageError(f"{path}: not valid TOML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise UsageError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise UsageError(f"{path}: cannot be read: {e.strerror}") from None
     table = data.pop("ramburst", None)
     if table is not None:
         if data:
@@ -188,22 +225,31 @@ _DISTRAX_RAM_TYPES = {"brd": "file", "ram": "file", "tmpfs": "file", "file": "fi
 
 def read_distrax_ini(path: Path) -> dict[str, Any]:
     """Map a DisTRaX config ([setup] + [ram]) onto ramburst options; refuse what cannot map."""
-    parser = configparser.ConfigParser()
+    parser = configparser.ConfigParser(interpolation=None)  # a '%' in a value is just a '%'
     try:
-        parser.read(path)
+        with open(path, encoding="utf-8") as f:
+            parser.read_file(f)
     except configparser.Error as e:
         raise UsageError(f"{path}: not a valid INI file: {e.message.splitlines()[0]}") from None
+    except UnicodeDecodeError as e:
+        raise UsageError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise UsageError(f"{path}: cannot be read: {e.strerror}") from None
     origin = str(path)
     known = {"setup": {"backend", "folder", "interface", "number_of_hosts", "service"},
              "ram": {"type", "size_in_gb", "number"}}
+    sections: dict[str, str] = {}  # DisTRaX section names, in any case -> the name in the file
     for section in parser.sections():
         if section.lower() not in known:
             raise UsageError(f"{origin}: unknown section [{section}] (DisTRaX has [setup] and [ram])")
+        if section.lower() in sections:
+            raise UsageError(f"{origin}: sections [{sections[section.lower()]}] and [{section}] are the same; keep one")
+        sections[section.lower()] = section
         for key in parser[section]:
             if key not in known[section.lower()]:
                 raise UsageError(f"{origin}: unknown key {key!r} in [{section}]")
-    setup = {k: v.strip() for k, v in (parser["setup"].items() if parser.has_section("setup") else [])}
-    ram = {k: v.strip() for k, v in (parser["ram"].items() if parser.has_section("ram") else [])}
+    setup = {k: v.strip() for k, v in (parser[sections["setup"]].items() if "setup" in sections else [])}
+    ram = {k: v.strip() for k, v in (parser[sections["ram"]].items() if "ram" in sections else [])}
     opts: dict[str, Any] = {"pool": "distrax"}
     notes: list[str] = []
     backend = setup.get("backend", "ceph")

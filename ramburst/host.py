@@ -1,7 +1,18 @@
-"""What this host offers: interface addresses, memory, free ports, Ceph binaries."""
+"""What this host offers: interface addresses, memory, free ports, Ceph binaries.
+
+Memory promised to other instances: each instance's RAM folder on a host is named
+`ramburst-<uid>-<name>-<token>-<label>-<promise>B`, where <token> is 16 random hex digits
+(drawn once per instance, so the path cannot be guessed and pre-made by another user) and
+<promise> is what that host's part of the instance may grow to, in bytes (memory_needed).
+The folders are 0700, but /dev/shm lists them to everyone, so admission adds up the promises
+of every other instance of any user before it accepts a new one. Counting promises in full
+is conservative: what those instances already use is also missing from "available".
+"""
 from __future__ import annotations
 
 import errno
+import os
+import re
 import shutil
 import socket
 from pathlib import Path
@@ -78,10 +89,37 @@ def memory_needed(size: int, overshoot: int, daemons: dict[str, int]) -> int:
     return size + overshoot + sum(DAEMON_RSS[k] * n for k, n in daemons.items())
 
 
-def check_memory(size: int, overshoot: int, daemons: dict[str, int], ram_dir: Path) -> None:
-    """Refuse a size this host cannot hold in RAM, keeping headroom for the job itself."""
+PROMISE_RE = re.compile(r"ramburst-[0-9]+-.+-[0-9a-f]{16}-h[0-9]+-([0-9]+)B")
+
+
+def promise_of(folder_name: str) -> int:
+    """The bytes a RAM folder's instance may grow to, from its name (0 if it says none)."""
+    m = PROMISE_RE.fullmatch(folder_name)
+    return int(m.group(1)) if m else 0
+
+
+def promised_by_others(ram_dir: Path, own_prefix: str | None = None) -> int:
+    """What the other instances with a RAM folder in `ram_dir` may still grow to."""
+    try:
+        names = os.listdir(ram_dir)
+    except OSError:
+        return 0
+    return sum(promise_of(n) for n in names if not (own_prefix and n.startswith(own_prefix)))
+
+
+def check_memory(size: int, overshoot: int, daemons: dict[str, int], ram_dir: Path,
+                 own_prefix: str | None = None) -> None:
+    """Refuse a size this host cannot hold in RAM, keeping headroom for the job itself and
+    what other instances have been promised (`own_prefix`: this instance's folders)."""
     need = memory_needed(size, overshoot, daemons)
     available = psutil.virtual_memory().available
+    others = promised_by_others(ram_dir, own_prefix)
+    if others and need + HEADROOM + others > available:
+        raise UsageError(
+            f"size {format_size(size)} needs about {format_size(need + HEADROOM)} of RAM, but of the "
+            f"{format_size(available)} available {format_size(others)} is promised to other "
+            f"instances on this host (see {ram_dir}/ramburst-*)"
+        )
     if need + HEADROOM > available:
         raise UsageError(
             f"size {format_size(size)} needs about {format_size(need + HEADROOM)} of RAM "

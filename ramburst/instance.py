@@ -3,16 +3,30 @@
 state_dir/instance.json   the plan and whether `up` finished (written by the first host)
 state_dir/hosts/<h>.json  per host: its RAM folder, its processes, its mounts
 Each host writes only its own file, so hosts sharing the folder never race.
+
+A folder is an instance only if it is a real folder (not a symlink) owned by the caller whose
+instance.json (a regular file, also the caller's) carries FORMAT: `up` writes it first thing
+into the folder it has just made. `down`, `status`, `env` and `up` act on nothing else, so a
+wrong --state-dir, --name or DisTRaX `folder` can never remove a folder that is not one.
+
+One `up` or `down` at a time: each holds an exclusive flock on the state folder itself
+(InstanceLock), so there is no lock file to leave behind or to plant a symlink at.
 """
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .ceph.daemon import ProcessRecord
+from .errors import UsageError
+
+FORMAT = "ramburst-instance/1"
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -76,13 +90,42 @@ class InstanceState:
         self.hosts_dir = self.dir / "hosts"
 
     def exists(self) -> bool:
-        return self.dir.exists()
+        return os.path.lexists(self.dir)
+
+    def not_instance_reason(self) -> str | None:
+        """Why the folder is not an instance this user may act on (None: it is one)."""
+        try:
+            st = os.lstat(self.dir)
+        except FileNotFoundError:
+            return "it does not exist"
+        if stat.S_ISLNK(st.st_mode):
+            return "it is a symlink"
+        if not stat.S_ISDIR(st.st_mode):
+            return "it is not a folder"
+        if st.st_uid != os.geteuid():
+            return f"it is owned by uid {st.st_uid}, not by you"
+        try:
+            mst = os.lstat(self.meta_path)
+        except FileNotFoundError:
+            return "it has no instance.json"
+        if not stat.S_ISREG(mst.st_mode) or mst.st_uid != os.geteuid():
+            return "its instance.json is not a file of yours"
+        meta = self.meta()
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            return "its instance.json is not ramburst's"
+        return None
+
+    def check_instance(self) -> None:
+        """Refuse (exit 2, nothing touched) a folder that is not provably an instance."""
+        why = self.not_instance_reason()
+        if why is not None:
+            raise UsageError(f"{self.dir} is not a ramburst instance ({why}); nothing was touched")
 
     def meta(self) -> dict | None:
         return read_json(self.meta_path)
 
     def write_meta(self, data: dict) -> None:
-        write_json(self.meta_path, data)
+        write_json(self.meta_path, {"format": FORMAT, **data})
 
     def host(self, label: str, address: str, ram_dir: Path) -> HostRecord:
         rec = HostRecord(self.hosts_dir / f"{label}.json", label, address, str(ram_dir))
@@ -103,3 +146,68 @@ class InstanceState:
     def is_up(self) -> bool:
         meta = self.meta()
         return bool(meta) and meta.get("state") == "up" and bool(self.live_processes())
+
+
+def lock_holder(fd: int) -> int | None:
+    """The pid holding a flock on the file open at `fd`, from /proc/locks (Linux)."""
+    st = os.fstat(fd)
+    ident = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    try:
+        with open("/proc/locks") as f:
+            for line in f:
+                parts = line.split()
+                if "->" not in parts and len(parts) >= 6 and parts[1] == "FLOCK" and parts[5] == ident:
+                    return int(parts[4])
+    except OSError:
+        pass
+    return None
+
+
+class InstanceLock:
+    """An exclusive flock on the state folder, held by `up` for its whole run and by `down`.
+
+    Re-entrant within one process (`up` calls `down` to clear a dead instance). The folder
+    is opened with O_NOFOLLOW|O_DIRECTORY, so a symlink is never locked or followed.
+    """
+
+    _held: dict[str, int] = {}
+
+    def __init__(self, state_dir: Path, name: str | None = None):
+        self.path = str(Path(state_dir).absolute())
+        self.name = name or Path(state_dir).name
+        self.fd: int | None = None
+        self.nested = False
+
+    def acquire(self) -> "InstanceLock":
+        if self.path in InstanceLock._held:
+            self.nested = True
+            return self
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as e:
+            if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise UsageError(f"{self.path} is not a ramburst instance (it is a symlink or "
+                                 "not a folder); nothing was touched") from None
+            raise
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = lock_holder(fd)
+            os.close(fd)
+            raise UsageError(f"instance {self.name!r} is being deployed or removed by "
+                             f"{f'pid {pid}' if pid else 'another process'}; nothing was touched") from None
+        self.fd = fd
+        InstanceLock._held[self.path] = fd
+        return self
+
+    def release(self) -> None:
+        if self.fd is not None:
+            InstanceLock._held.pop(self.path, None)
+            os.close(self.fd)  # closing the last descriptor drops the flock
+            self.fd = None
+
+    def __enter__(self) -> "InstanceLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()

@@ -7,8 +7,11 @@ all. Slow steps overlap: OSD stores are made while the monitor starts.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
+import stat
+import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -28,8 +31,8 @@ from .ceph.osd import OsdDaemon
 from .ceph.rgw import RgwDaemon
 from .config import Config, default_state_root
 from .errors import DeployError, Interrupted, RamburstError, UsageError
-from .instance import HostRecord, InstanceState
-from .plan import FULL_HEADROOM, Plan, plan_cluster
+from .instance import HostRecord, InstanceLock, InstanceState
+from .plan import FULL_HEADROOM, Plan, new_ram_token, plan_cluster
 from .mpi import LocalComm
 from .progress import CANCELLED, Steps
 from .services import fs as fs_service
@@ -66,17 +69,26 @@ def failure_log_path(state_dir: Path) -> Path:
 
 
 def save_failure_log(state_dir: Path) -> Path | None:
-    """Gather the daemon logs into one file beside the state folder before it is removed."""
+    """Gather the daemon logs into one file beside the state folder before it is removed.
+
+    Written to a fresh 0600 temporary file, then renamed over the predictable name: a
+    symlink planted there is replaced, never followed; where the rename is not allowed
+    (someone else's file in a sticky folder) there is no log rather than a wrong one."""
     logs = sorted((state_dir / "log").glob("*")) if (state_dir / "log").is_dir() else []
     if not logs:
         return None
     dest = failure_log_path(state_dir)
-    with open(dest, "w") as out:
-        for p in logs:
-            out.write(f"===== {p.name} =====\n")
-            out.write(p.read_text(errors="replace")[-200_000:])
-            out.write("\n")
-    os.chmod(dest, 0o600)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
+    try:
+        with os.fdopen(fd, "w") as out:
+            for p in logs:
+                out.write(f"===== {p.name} =====\n")
+                out.write(p.read_text(errors="replace")[-200_000:])
+                out.write("\n")
+        os.replace(tmp, dest)
+    except OSError:
+        os.unlink(tmp)
+        return None
     return dest
 
 
@@ -84,11 +96,47 @@ def remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def owned_folder(path: Path) -> bool:
+    """A real folder (not a symlink) of this user."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid()
+
+
+def remove_ram_dir(path: Path) -> None:
+    """Remove a RAM folder `up` made: only a real folder of ours named like one, never
+    through a symlink (rmtree itself does not follow symlinks inside)."""
+    path = Path(path)
+    prefix = f"ramburst-{os.getuid()}-"
+    if path.name.startswith(prefix) and owned_folder(path):
+        remove_tree(path)
+    elif path.parent.name.startswith(prefix) and owned_folder(path.parent) and owned_folder(path):
+        remove_tree_and_empty_parent(path)  # the layout before per-host folders: root/h0
+
+
+def make_private_folders(folder: Path) -> None:
+    """mkdir -p with every folder it makes 0700 whatever the umask (the state root holds
+    every instance's keys)."""
+    missing = []
+    p = Path(folder)
+    while not os.path.lexists(p):
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        try:
+            os.mkdir(d, 0o700)
+        except FileExistsError:
+            continue
+        os.chmod(d, 0o700)
+
+
 class Deployment:
     """The steps of `up` for one host of a plan; `undo` collects how to reverse each."""
 
     def __init__(self, plan: Plan, host_label: str, binaries: dict[str, str], steps: Steps,
-                 undo: ExitStack):
+                 undo: ExitStack, locks: ExitStack | None = None):
         self.plan = plan
         self.host = plan.host(host_label)
         self.mount = plan.mount_for(host_label)
@@ -96,6 +144,7 @@ class Deployment:
         self.binaries = binaries
         self.steps = steps
         self.undo = undo
+        self.locks = locks if locks is not None else undo  # held until `up` returns
         self.state = InstanceState(plan.state_dir)
         self.record: HostRecord | None = None
         self.daemons: dict[str, Daemon] = {}
@@ -117,17 +166,21 @@ class Deployment:
     # --- shared files (first host) ---------------------------------------------------
 
     def make_state_dir(self) -> None:
+        """Made exclusively and locked at once; its record (with the format marker) is the
+        first thing written, so `down` can tell it is an instance."""
         with self.steps.step("state-dir", f"state folder {self.plan.state_dir}"):
-            self.plan.state_dir.parent.mkdir(parents=True, exist_ok=True)
+            make_private_folders(self.plan.state_dir.parent)
             try:
-                self.plan.state_dir.mkdir(mode=0o700)
+                os.mkdir(self.plan.state_dir, 0o700)
             except FileExistsError:
+                InstanceLock(self.plan.state_dir, self.plan.name).acquire().release()  # busy: says by whom
                 raise UsageError(f"state folder {self.plan.state_dir} already exists") from None
+            self.locks.enter_context(InstanceLock(self.plan.state_dir, self.plan.name))
             self.undo.callback(remove_tree, self.plan.state_dir)
             self.undo.callback(save_failure_log, self.plan.state_dir)
+            self.state.write_meta(self.meta("deploying"))
             for d in (self.layout.keys, self.layout.logs, self.layout.run, self.layout.hosts):
                 d.mkdir(mode=0o700)
-            self.state.write_meta(self.meta("deploying"))
 
     def meta(self, state: str) -> dict:
         p = self.plan
@@ -158,13 +211,23 @@ class Deployment:
 
     # --- this host ---------------------------------------------------------------------
 
-    def make_ram_dir(self) -> None:
-        with self.steps.step("ram-dir", f"RAM folder {self.host.ram_dir}"):
-            root = self.host.ram_dir.parent
-            self.record = self.state.host(self.host.label, self.host.address, self.host.ram_dir)
-            self.undo.callback(remove_tree_and_empty_parent, self.host.ram_dir)
-            root.mkdir(mode=0o700, exist_ok=True)
-            self.host.ram_dir.mkdir(mode=0o700)
+    def make_ram_dir(self, config: Config | None = None) -> None:
+        """Made fresh (random name, plain mkdir: never one that exists), checked, and only
+        then registered for removal. With `config`, admission is checked again now that this
+        instance's promise is visible, so instances started at the same moment see each other."""
+        path = self.host.ram_dir
+        with self.steps.step("ram-dir", f"RAM folder {path}"):
+            self.record = self.state.host(self.host.label, self.host.address, path)
+            try:
+                os.mkdir(path, 0o700)
+            except FileExistsError:
+                raise DeployError(f"RAM folder {path} exists already; it was not made by this instance") from None
+            st = os.lstat(path)
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or stat.S_IMODE(st.st_mode) & 0o077:
+                raise DeployError(f"RAM folder {path} is not a private folder of this user")
+            self.undo.callback(remove_ram_dir, path)
+            if config is not None:
+                check_memory(config, own_prefix=path.name.rsplit("-", 2)[0] + "-")
 
     def start(self, daemon: Daemon) -> None:
         record = daemon.start()
@@ -303,22 +366,17 @@ def validate(config: Config, host_label: str = "h0") -> tuple[dict[str, str], st
     """Everything that can be checked before anything is made: binaries, interface, memory,
     the mountpoint."""
     kinds = ["mon", "mgr", "osd"]
-    counts = {"mon": 1, "mgr": 1, "osd": config.osds}
     if "s3" in config.services:
         kinds += ["rgw", "rgw-admin"]
-        counts["rgw"] = 1
     if "fs" in config.services:
         kinds += ["mds", "fuse"]
-        counts.update(mds=1, fuse=1)
         check_mountpoint(Path(str(config.mount_path).replace("{host}", host_label)))
         if not os.access("/dev/fuse", os.R_OK | os.W_OK):
             raise UsageError("the fs service needs read and write access to /dev/fuse "
                              "(ask for it, or use --service pool/s3)")
     binaries = hostmod.check_binaries(kinds)
     address = hostmod.interface_address(config.interface)
-    # memstore holds each object in the OSD's heap at about twice its size (docs/tuning.md).
-    data = config.size * (2 if config.device == "memstore" else 1)
-    hostmod.check_memory(data, FULL_HEADROOM * config.osds, counts, config.ram_dir)
+    check_memory(config)
     if "s3" in config.services:
         try:
             import boto3  # noqa: F401
@@ -327,14 +385,43 @@ def validate(config: Config, host_label: str = "h0") -> tuple[dict[str, str], st
     return binaries, address
 
 
+def daemon_counts(config: Config) -> dict[str, int]:
+    counts = {"mon": 1, "mgr": 1, "osd": config.osds}
+    if "s3" in config.services:
+        counts["rgw"] = 1
+    if "fs" in config.services:
+        counts.update(mds=1, fuse=1)
+    return counts
+
+
+def memory_promise(config: Config) -> int:
+    """What one host of this instance may grow to (written into its RAM folder's name)."""
+    # memstore holds each object in the OSD's heap at about twice its size (docs/tuning.md).
+    data = config.size * (2 if config.device == "memstore" else 1)
+    return hostmod.memory_needed(data, FULL_HEADROOM * config.osds, daemon_counts(config))
+
+
+def check_memory(config: Config, own_prefix: str | None = None) -> None:
+    data = config.size * (2 if config.device == "memstore" else 1)
+    hostmod.check_memory(data, FULL_HEADROOM * config.osds, daemon_counts(config), config.ram_dir,
+                         own_prefix=own_prefix)
+
+
 def prepare_instance_dir(config: Config, steps: Steps) -> None:
-    """Refuse a name that is up; clear away the remains of one that died (killed `up`, crash)."""
+    """Refuse a name that is up or a folder that is no instance; clear away the remains of
+    an instance that died (killed `up`, crash)."""
     state = InstanceState(config.instance_dir)
     if not state.exists():
         return
+    with InstanceLock(config.instance_dir, config.name):
+        state.check_instance()
+        _clear_dead_instance(config, state, steps)
+
+
+def _clear_dead_instance(config: Config, state: InstanceState, steps: Steps) -> None:
     meta = state.meta() or {}
     how = (f"ramburst down --name {config.name}" if config.state_dir is None
-           else f"ramburst down --state-dir {config.instance_dir}")
+           else f"ramburst down --state-dir {shlex.quote(str(config.instance_dir))}")
     if _up_still_running(meta):
         raise UsageError(f"instance {config.name!r} is being deployed right now by process {meta['up_pid']}")
     if meta.get("state") == "up" and state.live_processes():
@@ -373,20 +460,21 @@ def up(config: Config, show_progress: bool = True, comm=None) -> dict:
         raise UsageError(f"two ranks share the address {address} of --interface {config.interface}: "
                          "start one rank per host (e.g. mpirun --map-by ppr:1:node)")
     ids = comm.bcast((str(uuid.uuid4()), hostmod.free_port(address),
-                      hostmod.free_port(address) if "s3" in config.services else None) if first else None)
-    plan = comm.agree("planning", lambda: plan_cluster(config, addresses, *ids))
+                      hostmod.free_port(address) if "s3" in config.services else None,
+                      new_ram_token()) if first else None)
+    plan = comm.agree("planning", lambda: plan_cluster(config, addresses, *ids, promise=memory_promise(config)))
     CANCELLED.clear()
     held: dict = {}
-    with signals_raise():
+    with signals_raise(), ExitStack() as locks:
         comm.agree("instance check", (lambda: prepare_instance_dir(config, steps)) if first else None)
         try:
             with ExitStack() as undo:
-                dep = Deployment(plan, f"h{comm.rank}", binaries, steps, undo)
+                dep = Deployment(plan, f"h{comm.rank}", binaries, steps, undo, locks)
                 if first:
                     comm.agree("state folder", lambda: (dep.make_state_dir(), dep.write_secrets_and_conf()))
                 else:
                     comm.agree("state folder")
-                comm.agree("RAM folder", lambda: (dep.make_ram_dir(), dep.make_mountpoint()))
+                comm.agree("RAM folder", lambda: (dep.make_ram_dir(config), dep.make_mountpoint()))
                 osds = dep.of_kind("osd")
                 with ThreadPoolExecutor(max_workers=max(2, len(osds))) as pool:
                     mkfs = [pool.submit(dep.mkfs_osd, o) for o in osds]
@@ -482,6 +570,18 @@ def down(state_dir: Path, steps: Steps | None = None, quiet: bool = False, comm=
     existed = any(comm.allgather(state.exists()))
     if not existed:
         return False
+    with ExitStack() as locks:
+        def check():
+            if comm.rank == 0:
+                locks.enter_context(InstanceLock(state_dir))
+            if state.exists():
+                state.check_instance()
+
+        comm.agree("instance check", check)
+        return _down_checked(state_dir, state, steps, quiet, comm)
+
+
+def _down_checked(state_dir: Path, state: InstanceState, steps: Steps, quiet: bool, comm) -> bool:
     mine = local_hosts(state.hosts())
     comm.agree("unmount", lambda: unmount_hosts(mine, steps))  # every host, before any daemon stops
     comm.agree("down", lambda: remove_hosts(mine, steps))
@@ -493,8 +593,10 @@ def down(state_dir: Path, steps: Steps | None = None, quiet: bool = False, comm=
             raise RamburstError(f"removed this host's part; still up elsewhere: {names}. Run "
                                 f"`ramburst down` there, or all at once with `mpirun ... ramburst down --mpi`")
         remove_tree(state_dir)
+        log = failure_log_path(Path(state_dir))
         try:
-            failure_log_path(state_dir).unlink()
+            if os.lstat(log).st_uid == os.geteuid():
+                log.unlink()
         except FileNotFoundError:
             pass
         if Path(state_dir).parent == default_state_root():
@@ -531,7 +633,7 @@ def remove_hosts(hosts: list[HostRecord], steps: Steps) -> None:
     stopped = stop_processes([p for h in hosts for p in h.processes])
     steps.info(f"stopped {', '.join(stopped) or 'no running daemons'}")
     for h in hosts:
-        remove_tree_and_empty_parent(Path(h.ram_dir))
+        remove_ram_dir(Path(h.ram_dir))
         for m in h.mounts:
             remove_folders(m["created"])
         h.path.unlink(missing_ok=True)

@@ -1,8 +1,8 @@
 """The plan: which daemons run on which host, as plain data. Nothing here has side effects."""
 from __future__ import annotations
 
-import hashlib
 import os
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -126,15 +126,19 @@ def pg_count(osds: int, replicas: int) -> int:
     return n
 
 
-def ram_root(config: Config) -> Path:
-    """Where this instance keeps RAM data on every host: per user, name and state folder,
-    so two instances never share it, even with the same name in different state folders."""
-    tag = hashlib.sha1(str(config.instance_dir).encode()).hexdigest()[:6]
-    return config.ram_dir / f"ramburst-{os.getuid()}-{config.name}-{tag}"
+def new_ram_token() -> str:
+    """The random part of an instance's RAM folder names (drawn on rank 0, broadcast)."""
+    return secrets.token_hex(8)
+
+
+def ram_folder(config: Config, token: str, label: str, promise: int) -> Path:
+    """One host's RAM folder: unguessable (token), and saying what it may grow to (promise,
+    read by other instances' admission; format in ramburst/host.py)."""
+    return config.ram_dir / f"ramburst-{os.getuid()}-{config.name}-{token}-{label}-{promise}B"
 
 
 def plan_cluster(config: Config, addresses: list[str], fsid: str, mon_port: int,
-                 rgw_port: int | None = None) -> Plan:
+                 rgw_port: int | None = None, ram_token: str | None = None, promise: int = 0) -> Plan:
     """Lay out mon, mgr (and mds, radosgw) on the first host, `config.osds` OSDs on every
     host, and a ceph-fuse mount on every host when the fs service is asked for."""
     if config.hosts is not None and config.hosts != len(addresses):
@@ -148,7 +152,7 @@ def plan_cluster(config: Config, addresses: list[str], fsid: str, mon_port: int,
                          f"{failure_domain}s, but the plan has {places}")
     hosts = []
     next_osd = 0
-    root = ram_root(config)
+    token = ram_token or new_ram_token()
     for i, address in enumerate(addresses):
         daemons: list[DaemonSpec] = []
         if i == 0:
@@ -162,7 +166,7 @@ def plan_cluster(config: Config, addresses: list[str], fsid: str, mon_port: int,
             next_osd += 1
         if "fs" in config.services:
             daemons.append(DaemonSpec("fuse", f"h{i}"))
-        hosts.append(HostPlan(f"h{i}", address, root / f"h{i}", tuple(daemons)))
+        hosts.append(HostPlan(f"h{i}", address, ram_folder(config, token, f"h{i}", promise), tuple(daemons)))
     return Plan(
         name=config.name, fsid=fsid, state_dir=config.instance_dir,
         mon_address=addresses[0], mon_port=mon_port, pool=config.pool,

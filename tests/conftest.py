@@ -1,8 +1,11 @@
 """Shared helpers: run the CLI as a user would, and prove that nothing was left behind."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pwd
+import stat
 import subprocess
 import sys
 import uuid
@@ -71,19 +74,81 @@ def instance_dir(tmp_path):
     cli("down", "--state-dir", state)
 
 
+CEPH_PROGRAMS = {"ceph-mon", "ceph-mgr", "ceph-osd", "ceph-mds", "radosgw", "ceph-fuse", "radosgw-admin"}
+
+
+def stray_ceph_processes(base: str) -> list[psutil.Process]:
+    """Ceph programs whose command line names this session's temp folder. Never pytest itself
+    or its ancestors (a `--basetemp` path appears in the shells that started pytest)."""
+    me = psutil.Process()
+    spared = {me.pid} | {p.pid for p in me.parents()}
+    found = []
+    for p in psutil.process_iter(["pid", "name", "cmdline"]):
+        cmdline = p.info["cmdline"] or []
+        if p.pid in spared or not cmdline:
+            continue
+        program = os.path.basename(cmdline[0])
+        if program in CEPH_PROGRAMS and base in " ".join(cmdline):
+            found.append(p)
+    return found
+
+
 @pytest.fixture(autouse=True, scope="session")
 def no_stray_daemons(tmp_path_factory):
-    """Safety net: a daemon still running from this session's folders at the end is killed
-    (by pid) and reported, so one failed test never leaves processes on the machine."""
+    """Safety net: a Ceph daemon still running from this session's folders at the end is
+    killed (by pid) and reported, so one failed test never leaves processes on the machine."""
     base = str(tmp_path_factory.getbasetemp())
     yield
     strays = []
-    for p in psutil.process_iter(["pid", "cmdline"]):
-        cmd = " ".join(p.info["cmdline"] or [])
-        if base in cmd and p.pid != os.getpid():
-            strays.append(cmd)
+    for p in stray_ceph_processes(base):
+        strays.append(" ".join(p.info["cmdline"]))
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    assert strays == [], f"daemons left running: {strays}"
+
+
+@contextlib.contextmanager
+def traversable(path: Path, user: str):
+    """Let `user` reach `path`: every ancestor folder it cannot enter gets o+x for the
+    duration (a checkout under a 0700 home such as /root), restored afterwards."""
+    changed: list[tuple[Path, int]] = []
+    try:
+        path = Path(path).absolute()
+        for folder in [*reversed(path.parents), path]:
+            probe = subprocess.run(["runuser", "-u", user, "--", "test", "-x", str(folder)])
+            if probe.returncode != 0:
+                mode = stat.S_IMODE(os.stat(folder).st_mode)
+                changed.append((folder, mode))
+                os.chmod(folder, mode | stat.S_IXOTH)
+        yield
+    finally:
+        for folder, mode in reversed(changed):
+            os.chmod(folder, mode)
+
+
+def kill_processes_of(uid: int) -> None:
+    for p in psutil.process_iter(["uids"]):  # processes of a throwaway account only, by pid
+        if p.info["uids"] and p.info["uids"].real == uid:
             try:
                 p.kill()
             except psutil.NoSuchProcess:
                 pass
-    assert strays == [], f"daemons left running: {strays}"
+
+
+@contextlib.contextmanager
+def throwaway_user(name: str):
+    """A fresh unprivileged account that can run this checkout's ramburst, removed (with its
+    home and processes) afterwards. Needs root."""
+    subprocess.run(["userdel", "-r", name], capture_output=True)
+    subprocess.run(["useradd", "-m", "-s", "/bin/bash", name], check=True, capture_output=True)
+    try:
+        with traversable(Path(RAMBURST).parent, name):
+            ok = subprocess.run(["runuser", "-u", name, "--", "test", "-x", RAMBURST]).returncode == 0
+            assert ok, f"{RAMBURST} must be executable by an ordinary user (check folder permissions)"
+            yield pwd.getpwnam(name)
+    finally:
+        with contextlib.suppress(KeyError):
+            kill_processes_of(pwd.getpwnam(name).pw_uid)
+        subprocess.run(["userdel", "-r", name], capture_output=True)

@@ -3,13 +3,11 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
 import subprocess
 
-import psutil
 import pytest
 
-from conftest import RAMBURST, assert_nothing_left, cli, mon_port, unique_name
+from conftest import RAMBURST, assert_nothing_left, cli, mon_port, throwaway_user, unique_name
 
 pytestmark = pytest.mark.ceph
 
@@ -21,18 +19,8 @@ def plain_user():
     """A throwaway unprivileged account, removed with its home afterwards."""
     if os.geteuid() != 0:
         pytest.skip("creating a test user needs root; the suite as a plain user covers this anyway")
-    subprocess.run(["userdel", "-r", USER], capture_output=True)
-    subprocess.run(["useradd", "-m", "-s", "/bin/bash", USER], check=True)
-    try:
-        ok = subprocess.run(["runuser", "-u", USER, "--", "test", "-x", RAMBURST]).returncode == 0
-        assert ok, f"{RAMBURST} must be executable by an ordinary user (check folder permissions)"
-        yield pwd.getpwnam(USER)
-    finally:
-        uid = pwd.getpwnam(USER).pw_uid
-        for p in psutil.process_iter(["uids"]):  # processes of this throwaway account only, by pid
-            if p.info["uids"] and p.info["uids"].real == uid:
-                p.kill()
-        subprocess.run(["userdel", "-r", USER], capture_output=True)
+    with throwaway_user(USER) as user:
+        yield user
 
 
 def test_cycle_as_plain_user(plain_user):
