@@ -29,6 +29,9 @@ POOL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 # not help, Pacific's parser then fails), `\` escapes, `$` expands a metavariable, `"` quotes,
 # control characters (newline) end the line.
 CONF_UNSAFE_RE = re.compile(r'[#;\\$"\x00-\x1f\x7f]')
+# ceph-fuse (16.2.15) remounts to trim dentries with system("mount -i -o remount " + path),
+# unquoted: a space split the path (ceph-fuse aborted after 6 s), `;` or `$(...)` would run.
+MOUNT_UNSAFE_RE = re.compile(r"[^A-Za-z0-9/._+,@:%=~-]")
 MIN_OSD_BYTES = 512 * 2**20
 
 _UNITS = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
@@ -138,9 +141,10 @@ class Config:
         check_conf_path("RAM folder", self.ram_dir)
         if self.mount_path is not None:
             check_conf_path("mount path", self.mount_path)
-            if any(c.isspace() for c in str(self.mount_path)):
-                # ceph-fuse aborts on such a mountpoint (seen with Ceph 16.2.15)
-                raise UsageError(f"mount path {str(self.mount_path)!r} has white space, which ceph-fuse cannot mount")
+            bad = MOUNT_UNSAFE_RE.search(str(self.mount_path).replace("{host}", "h0"))
+            if bad:
+                raise UsageError(f"mount path {str(self.mount_path)!r} has {bad.group()!r}; ceph-fuse "
+                                 "passes it unquoted to a shell (use letters, digits and /._+,@:%=~-)")
         return self
 
 
