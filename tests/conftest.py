@@ -74,12 +74,14 @@ def instance_dir(tmp_path):
     cli("down", "--state-dir", state)
 
 
-CEPH_PROGRAMS = {"ceph-mon", "ceph-mgr", "ceph-osd", "ceph-mds", "radosgw", "ceph-fuse", "radosgw-admin"}
+CEPH_PROGRAMS = {"ceph-mon", "ceph-mgr", "ceph-osd", "ceph-mds", "radosgw", "ceph-fuse", "radosgw-admin",
+                 "rados", "ceph", "ramburst"}
 
 
 def stray_ceph_processes(base: str) -> list[psutil.Process]:
-    """Ceph programs whose command line names this session's temp folder. Never pytest itself
-    or its ancestors (a `--basetemp` path appears in the shells that started pytest)."""
+    """Ceph programs (and ramburst) whose command line names this session's temp folder.
+    Never pytest itself or its ancestors (a `--basetemp` path appears in the shells and the
+    pytest command that started the session)."""
     me = psutil.Process()
     spared = {me.pid} | {p.pid for p in me.parents()}
     found = []
@@ -87,8 +89,8 @@ def stray_ceph_processes(base: str) -> list[psutil.Process]:
         cmdline = p.info["cmdline"] or []
         if p.pid in spared or not cmdline:
             continue
-        program = os.path.basename(cmdline[0])
-        if program in CEPH_PROGRAMS and base in " ".join(cmdline):
+        programs = {os.path.basename(a) for a in cmdline[:2]}  # `python .../ramburst` too
+        if programs & CEPH_PROGRAMS and base in " ".join(cmdline):
             found.append(p)
     return found
 

@@ -385,21 +385,33 @@ def test_item13_hint_quoting_unit():
 # --- the suite's own guards ---------------------------------------------------------------
 
 def test_stray_guard_spares_pytest_and_its_parents(tmp_path):
-    from conftest import stray_ceph_processes
+    """`scripts/test.sh --basetemp=X`: the shells and pytest that name X must survive the
+    guard; a Ceph daemon naming X must not."""
+    import sys
 
-    base = str(tmp_path)
-    sleeper = subprocess.Popen(["sleep", "60", base])  # not a Ceph program
+    base = str(tmp_path / "basetemp")
+    fake_osd = tmp_path / "ceph-osd"
+    fake_osd.symlink_to("/usr/bin/python3")  # argv[0] .../ceph-osd, as a daemon's
+    nap = "import time; time.sleep(60)"
+    daemon = subprocess.Popen([str(fake_osd), "-c", nap, base])
+    not_ceph = subprocess.Popen(["python3", "-c", nap, base])
+    probe = (f"import sys, psutil; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+             "from conftest import stray_ceph_processes; "
+             "print(' '.join(str(p.pid) for p in stray_ceph_processes(sys.argv[1])))")
     try:
+        # a shell whose command line names the base temp, running a python that names it too
+        r = subprocess.run(["bash", "-c", f'"{sys.executable}" -c "$0" "$1"; true --basetemp="$1"', probe, base],
+                           capture_output=True, text=True, timeout=60)
+        found = {int(x) for x in r.stdout.split()}
+        assert daemon.pid in found, r.stderr
+        assert not_ceph.pid not in found
         me = psutil.Process()
-        found = {p.pid for p in stray_ceph_processes(base)}
-        assert sleeper.pid not in found and me.pid not in found
-        assert not found & {p.pid for p in me.parents()}
-        # and the guard still sees every process of the suite's own temp folder by program name
-        assert {p.pid for p in stray_ceph_processes("/")} <= {
-            p.pid for p in psutil.process_iter() if p.name().startswith(("ceph-", "radosgw"))}
+        assert not found & {me.pid, *(p.pid for p in me.parents())}
+        assert len(found) == 1, found  # neither the shell nor the python that ran the guard
     finally:
-        sleeper.kill()
-        sleeper.wait()
+        for p in (daemon, not_ceph):
+            p.kill()
+            p.wait()
 
 
 def test_traversable_restores_modes(tmp_path, attacker):
