@@ -13,8 +13,9 @@ from typing import Any, Iterator
 from . import orchestrator
 from . import status as status_mod
 from .ceph.admin import load_rados
-from .config import Config, build_config, default_state_root
+from .config import Config, build_config, check_name, default_state_root
 from .errors import RamburstError
+from .instance import InstanceState
 from .services import s3 as s3_service
 
 
@@ -115,4 +116,8 @@ def deploy(config_file: str | Path | None = None, progress: bool = False, **opti
 
 def attach(name: str = "default", state_dir: str | Path | None = None) -> Cluster:
     """A handle on an instance that is already up (e.g. made with `ramburst up`)."""
-    return Cluster(Path(state_dir) if state_dir else default_state_root() / name)
+    path = Path(state_dir) if state_dir else default_state_root() / check_name(name)
+    state = InstanceState(path)
+    if state.exists():
+        state.check_instance()  # a folder that is not one is never acted on (nor removed by down)
+    return Cluster(path)

@@ -20,6 +20,7 @@ import json
 import os
 import stat
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -178,7 +179,9 @@ class InstanceLock:
         self.fd: int | None = None
         self.nested = False
 
-    def acquire(self) -> "InstanceLock":
+    def acquire(self, wait: float = 0) -> "InstanceLock":
+        """Take the lock; `wait` > 0 retries that long (for the `up` that has just made the
+        folder, against another process that only looks at it for a moment)."""
         if self.path in InstanceLock._held:
             self.nested = True
             return self
@@ -189,9 +192,15 @@ class InstanceLock:
                 raise UsageError(f"{self.path} is not a ramburst instance (it is a symlink or "
                                  "not a folder); nothing was touched") from None
             raise
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.01)
+                    continue
             pid = lock_holder(fd)
             os.close(fd)
             raise UsageError(f"instance {self.name!r} is being deployed or removed by "

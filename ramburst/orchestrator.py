@@ -175,7 +175,8 @@ class Deployment:
             except FileExistsError:
                 InstanceLock(self.plan.state_dir, self.plan.name).acquire().release()  # busy: says by whom
                 raise UsageError(f"state folder {self.plan.state_dir} already exists") from None
-            self.locks.enter_context(InstanceLock(self.plan.state_dir, self.plan.name))
+            # ours by the mkdir: wait out another `up` or `down` that only looks at it
+            self.locks.enter_context(InstanceLock(self.plan.state_dir, self.plan.name).acquire(wait=5))
             self.undo.callback(remove_tree, self.plan.state_dir)
             self.undo.callback(save_failure_log, self.plan.state_dir)
             self.state.write_meta(self.meta("deploying"))
@@ -414,8 +415,22 @@ def prepare_instance_dir(config: Config, steps: Steps) -> None:
     if not state.exists():
         return
     with InstanceLock(config.instance_dir, config.name):
+        if _being_created(state):
+            raise UsageError(f"instance {config.name!r} is being deployed by another process; nothing was touched")
         state.check_instance()
         _clear_dead_instance(config, state, steps)
+
+
+def _being_created(state: InstanceState) -> bool:
+    """A folder of ours made in the last seconds and still without its record: another `up`
+    between its mkdir and its first write."""
+    try:
+        st = os.lstat(state.dir)
+    except FileNotFoundError:
+        return False
+    return (stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and not os.path.lexists(state.meta_path)
+            and time.time() - st.st_mtime < 5
+            and all(n.startswith(f".{state.meta_path.name}.") for n in os.listdir(state.dir)))
 
 
 def _clear_dead_instance(config: Config, state: InstanceState, steps: Steps) -> None:
