@@ -116,9 +116,10 @@ def check_memory(size: int, overshoot: int, daemons: dict[str, int], ram_dir: Pa
     others = promised_by_others(ram_dir, own_prefix)
     if others and need + HEADROOM + others > available:
         raise UsageError(
-            f"size {format_size(size)} needs about {format_size(need + HEADROOM)} of RAM, but of the "
-            f"{format_size(available)} available {format_size(others)} is promised to other "
-            f"instances on this host (see {ram_dir}/ramburst-*)"
+            f"size {format_size(size)} needs about {format_size(need + HEADROOM)} of RAM, but only "
+            f"{format_size(max(0, available - others))} is available: {format_size(others)} of the "
+            f"{format_size(available)} free is promised to other instances on this host "
+            f"(see {ram_dir}/ramburst-*)"
         )
     if need + HEADROOM > available:
         raise UsageError(

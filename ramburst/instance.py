@@ -189,9 +189,12 @@ class InstanceLock:
             fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError as e:
             if e.errno in (errno.ELOOP, errno.ENOTDIR):
-                raise UsageError(f"{self.path} is not a ramburst instance (it is a symlink or "
-                                 "not a folder); nothing was touched") from None
-            raise
+                why = "it is a symlink or not a folder"
+            elif e.errno == errno.ENOENT:
+                why = "it does not exist"
+            else:
+                why = e.strerror
+            raise UsageError(f"{self.path} is not a ramburst instance ({why}); nothing was touched") from None
         deadline = time.monotonic() + wait
         while True:
             try:

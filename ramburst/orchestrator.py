@@ -78,7 +78,10 @@ def save_failure_log(state_dir: Path) -> Path | None:
     if not logs:
         return None
     dest = failure_log_path(state_dir)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
+    except OSError:
+        return None
     try:
         with os.fdopen(fd, "w") as out:
             for p in logs:

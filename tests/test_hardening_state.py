@@ -115,6 +115,24 @@ def test_item1_down_refuses_an_instance_of_another_user(tmp_path, attacker):
     assert (folder / "instance.json").exists()
 
 
+@pytest.mark.parametrize("mode", [0o700, 0o777])
+def test_item1_up_into_a_folder_another_user_made(tmp_path, attacker, mode):
+    """--state-dir in a shared folder where another user got there first: refused, untouched."""
+    from conftest import traversable
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    theirs = shared / "job"
+    with traversable(shared, ATTACKER):
+        as_user(ATTACKER, "mkdir", "-m", oct(mode)[2:], str(theirs), check=True)
+    name = unique_name("hA")
+    for command in (["up", "--name", name, "--size", "1G"], ["down"], ["status"], ["env"]):
+        one_line_refusal(cli(*command, "--state-dir", theirs), "not a ramburst instance")
+    assert os.lstat(theirs).st_uid == attacker.pw_uid and ram_roots(name) == []
+    assert not os.path.lexists(str(theirs) + ".failed.log")
+
+
 def test_item1_down_refuses_a_symlinked_state_folder(tmp_path):
     real = tmp_path / "real"
     real.mkdir()
