@@ -303,6 +303,34 @@ def test_item11_admission_counts_other_instances_promises(tmp_path, attacker):
         as_user(ATTACKER, "rmdir", str(other))
 
 
+@pytest.mark.ceph
+def test_item11_instances_started_together_see_each_other(tmp_path, attacker):
+    """Room for one more instance, two started at once: at most one is admitted (each
+    checks again once its own promise is visible), the other is refused in one line."""
+    from ramburst import host, orchestrator
+    from ramburst.config import build_config
+
+    need = orchestrator.memory_promise(build_config(size="1G")) + host.HEADROOM
+    promise = psutil.virtual_memory().available - need - need // 2
+    other = Path(f"/dev/shm/ramburst-{attacker.pw_uid}-other-{secrets.token_hex(8)}-h0-{promise}B")
+    as_user(ATTACKER, "mkdir", "-m", "0700", str(other), check=True)
+    states = [tmp_path / unique_name("hA") for _ in range(2)]
+    try:
+        procs = [subprocess.Popen([RAMBURST, "up", "--name", s.name, "--state-dir", str(s), "--size", "1G"],
+                                  stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True) for s in states]
+        results = [(p.wait(120), p.stderr.read()) for p in procs]
+        assert sum(code == 0 for code, _ in results) <= 1, results
+        for code, err in results:
+            if code != 0:
+                assert code == 2 and len(err.splitlines()) == 1 and "promised" in err, err
+    finally:
+        for s in states:
+            cli("down", "--state-dir", s)
+        as_user(ATTACKER, "rmdir", str(other))
+    for s in states:
+        assert_nothing_left(s.name, s)
+
+
 def test_item11_promise_is_in_the_ram_folder_name():
     from ramburst import host
 
