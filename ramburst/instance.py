@@ -204,6 +204,12 @@ class InstanceLock:
                 if time.monotonic() < deadline:
                     time.sleep(0.01)
                     continue
+            except OSError as e:
+                # NFS turns flock into a POSIX write lock, which a folder opened read-only
+                # cannot take (EBADF): go on unlocked there rather than refuse to work.
+                if e.errno in (errno.EBADF, errno.ENOLCK, errno.EINVAL, errno.EOPNOTSUPP):
+                    break
+                raise
             pid = lock_holder(fd)
             os.close(fd)
             raise UsageError(f"instance {self.name!r} is being deployed or removed by "
