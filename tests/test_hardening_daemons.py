@@ -1,0 +1,245 @@
+"""Issue 10, items 3, 5b, 6 and 7: what outside probes broke, tried the way they broke it.
+
+3: a second local user watches every process's argv (and environ) during `up` for a secret.
+5b: S3 data written and deleted three times the store's size must come back.
+6: a client's loaded Ceph environment must not leak into the next `up`, `status`, `down`.
+7: `status` must notice a daemon killed or stopped.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+import ramburst
+from conftest import assert_nothing_left, cli, unique_name
+
+pytestmark = pytest.mark.ceph
+
+WATCHER = "rbBwatch"
+
+# Run by the second user with the system python: every argv and (where readable) every
+# environment seen until the stop file appears, written out as JSON lines of hex.
+WATCH_SCRIPT = r"""
+import os, sys, json
+stop = sys.argv[1]
+seen = set()
+passes = 0
+while not os.path.exists(stop):
+    passes += 1
+    for pid in os.listdir('/proc'):
+        if not pid.isdigit():
+            continue
+        for what in ('cmdline', 'environ'):
+            try:
+                with open('/proc/%s/%s' % (pid, what), 'rb') as f:
+                    data = f.read()
+            except OSError:
+                continue
+            if data:
+                seen.add((what, data))
+json.dump({'passes': passes, 'seen': [[w, d.hex()] for w, d in seen]}, sys.stdout)
+"""
+
+# Run by the second user: every file under the given folders that it can open for reading.
+READ_SCRIPT = r"""
+import os, sys
+for top in sys.argv[1:]:
+    for root, dirs, files in os.walk(top):
+        for name in files:
+            path = os.path.join(root, name)
+            try:
+                with open(path, 'rb') as f:
+                    f.read(1)
+                print(path)
+            except OSError:
+                pass
+"""
+
+
+@pytest.fixture(scope="module")
+def outsider():
+    """A second, unprivileged local user, removed with its home afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("creating a second user needs root")
+    subprocess.run(["userdel", "-r", WATCHER], capture_output=True)
+    subprocess.run(["useradd", "-m", "-s", "/bin/bash", WATCHER], check=True)
+    try:
+        yield pwd.getpwnam(WATCHER)
+    finally:
+        uid = pwd.getpwnam(WATCHER).pw_uid
+        for p in psutil.process_iter(["uids"]):  # this throwaway account's processes only, by pid
+            if p.info["uids"] and p.info["uids"].real == uid:
+                p.kill()
+        subprocess.run(["userdel", "-r", WATCHER], capture_output=True)
+
+
+@pytest.fixture
+def open_folder():
+    """A folder other users can enter (like a shared scratch), so only ramburst's own modes
+    keep them out of the instance's files."""
+    path = Path(tempfile.mkdtemp(prefix="rbB-open-"))
+    path.chmod(0o755)
+    yield path
+    subprocess.run(["rm", "-rf", str(path)])
+
+
+def _secrets(state: Path) -> dict[str, str]:
+    found = {}
+    for line in (state / "s3" / "credentials").read_text().splitlines():
+        if line.startswith(("aws_access_key_id", "aws_secret_access_key")):
+            k, v = line.split("=", 1)
+            found[k.strip()] = v.strip()
+    for keyring in (state / "keys").glob("*.keyring"):
+        for line in keyring.read_text().splitlines():
+            if line.strip().startswith("key ="):
+                found[f"cephx {keyring.name}"] = line.split("=", 1)[1].strip()
+    return found
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_item3_s3_secret_never_on_a_command_line(outsider, open_folder):
+    """A second local user reading /proc/*/cmdline and /proc/*/environ during `up` never sees
+    a secret, and cannot read any file of the instance; secret files are 0600 in 0700 folders."""
+    name = unique_name("Bsec")
+    state, mount = open_folder / name, open_folder / "mnt"
+    stop = open_folder / "stop"
+    watcher = subprocess.Popen(["runuser", "-u", WATCHER, "--", "/usr/bin/python3", "-c", WATCH_SCRIPT,
+                                str(stop)], stdout=subprocess.PIPE)
+    try:
+        time.sleep(1)  # the watcher is scanning before `up` starts
+        r = cli("up", "--name", name, "--state-dir", state, "--size", "1G", "--service", "pool",
+                "--service", "s3", "--service", "fs", "--mount", mount)
+        assert r.returncode == 0, r.stderr
+        stop.touch()
+        seen = json.loads(watcher.communicate(timeout=60)[0])
+        secrets = _secrets(state)
+        assert "aws_secret_access_key" in secrets and any(k.startswith("cephx") for k in secrets)
+        cmdlines = [bytes.fromhex(d) for w, d in seen["seen"] if w == "cmdline"]
+        # The watcher was quick enough to see the short-lived tools of `up`.
+        assert any(b"radosgw-admin" in c for c in cmdlines), "the watcher never saw radosgw-admin run"
+        assert any(b"ceph-fuse" in c for c in cmdlines)
+        for what, data in seen["seen"]:
+            text = bytes.fromhex(data)
+            for label, secret in secrets.items():
+                assert secret.encode() not in text, \
+                    f"{label} visible to another user in /proc/*/{what}: {text[:300]!r}"
+
+        # Files: the outsider can read none, and the secret files are 0600 in 0700 folders.
+        ram_dirs = [h["ram_dir"] for h in (json.loads(p.read_text()) for p in (state / "hosts").glob("*.json"))]
+        readable = subprocess.run(["runuser", "-u", WATCHER, "--", "/usr/bin/python3", "-c", READ_SCRIPT,
+                                   str(state), *ram_dirs], capture_output=True, text=True, timeout=60)
+        assert readable.stdout == "", f"another user can read: {readable.stdout}"
+        secret_files = [state / "ceph.conf", state / "s3" / "credentials", state / "s3" / "s3cfg",
+                        *(state / "keys").glob("*.keyring")]
+        for path in secret_files:
+            assert _mode(path) == 0o600, f"{path} is {oct(_mode(path))}"
+            assert _mode(path.parent) == 0o700, f"{path.parent} is {oct(_mode(path.parent))}"
+        assert _mode(state) == 0o700
+        for d in ram_dirs:
+            assert _mode(Path(d)) == 0o700 and _mode(Path(d).parent) == 0o700
+    finally:
+        stop.touch()
+        try:
+            watcher.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            watcher.kill()
+        cli("down", "--state-dir", state)
+    assert_nothing_left(name, state)
+
+
+def _env_of(state: Path) -> dict[str, str]:
+    r = cli("env", "--state-dir", state, "--json")
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def _fsid(state: Path) -> str:
+    return json.loads((state / "instance.json").read_text())["fsid"]
+
+
+def test_item6_loaded_environment_does_not_leak_into_the_next_up(tmp_path, monkeypatch):
+    """`up a`, load a's environment (plus CEPH_ARGS pointing at a), `up b`: b deploys, and
+    status/env/down of each, and the Python API, talk to the instance they name."""
+    a, b = unique_name("Benva"), unique_name("Benvb")
+    sa, sb = tmp_path / a, tmp_path / b
+    r = cli("up", "--name", a, "--state-dir", sa, "--size", "1G", "--service", "pool", "--service", "s3")
+    assert r.returncode == 0, r.stderr
+    try:
+        loaded = _env_of(sa)
+        loaded["CEPH_ARGS"] = f"--keyring {loaded['CEPH_KEYRING']} --mon-host {loaded['RAMBURST_MON_HOST']}"
+        r = cli("up", "--name", b, "--state-dir", sb, "--size", "1G", "--service", "pool", "--service", "s3",
+                "--service", "fs", "--mount", tmp_path / "mnt", env=loaded)
+        assert r.returncode == 0, r.stderr
+        for state in (sa, sb):
+            st = cli("status", "--state-dir", state, "--json", env=loaded)
+            assert st.returncode == 0, st.stdout + st.stderr
+            report = json.loads(st.stdout)
+            assert report["fsid"] == _fsid(state) and report["health"] is not None, report
+            assert json.loads(cli("env", "--state-dir", state, "--json", env=loaded).stdout)["CEPH_CONF"] \
+                == str(state / "ceph.conf")
+        # b's daemons carry none of a's variables.
+        for rec in json.loads((sb / "hosts" / "h0.json").read_text())["processes"]:
+            environ = Path(f"/proc/{rec['pid']}/environ").read_bytes().split(b"\0")
+            leaked = [v for v in environ if v.split(b"=", 1)[0].decode() in loaded]
+            assert leaked == [], f"{rec['name']} inherited {leaked}"
+        # The Python API in a process whose environment is a's.
+        for k, v in loaded.items():
+            monkeypatch.setenv(k, v)
+        cluster = ramburst.attach(state_dir=sb)
+        try:
+            assert cluster.rados().get_fsid() == _fsid(sb)
+            cluster.put("o", b"b's data")
+            assert cluster.get("o") == b"b's data"
+            assert cluster.status()["fsid"] == _fsid(sb)
+            s3 = cluster.s3_client()
+            s3.create_bucket(Bucket="only-in-b")
+        finally:
+            cluster.close()
+        assert "only-in-b" not in [x["Name"] for x in ramburst.attach(state_dir=sa).s3_client().list_buckets()["Buckets"]]
+        # down b with a's environment loaded leaves a up.
+        assert cli("down", "--state-dir", sb, env=loaded).returncode == 0
+        assert_nothing_left(b, sb)
+        assert cli("status", "--state-dir", sa, env=loaded).returncode == 0
+    finally:
+        cli("down", "--state-dir", sb)
+        cli("down", "--state-dir", sa)
+    assert_nothing_left(a, sa)
+
+
+def test_item6_up_as_another_user_ignores_the_callers_ceph_variables(outsider, tmp_path):
+    """Like `su user` without `-`: root's loaded environment (whose keyring that user cannot
+    even read) must not stop that user's `up`, `status` and `down`."""
+    a = unique_name("Benvr")
+    sa = tmp_path / a
+    r = cli("up", "--name", a, "--state-dir", sa, "--size", "1G")
+    assert r.returncode == 0, r.stderr
+    name = unique_name("Benvu")
+    state = Path(outsider.pw_dir) / ".local" / "state" / "ramburst" / name
+    try:
+        loaded = _env_of(sa)
+        loaded["CEPH_ARGS"] = f"--keyring {loaded['CEPH_KEYRING']}"
+        up = cli("up", "--name", name, "--size", "1G", user=WATCHER, env=loaded)
+        assert up.returncode == 0, up.stderr
+        st = cli("status", "--name", name, "--json", user=WATCHER, env=loaded)
+        assert st.returncode == 0, st.stdout + st.stderr
+        assert json.loads(st.stdout)["fsid"] == _fsid(state)
+    finally:
+        down = cli("down", "--name", name, user=WATCHER, env=loaded)
+        cli("down", "--state-dir", sa)
+    assert down.returncode == 0, down.stderr
+    assert_nothing_left(name, state, uid=outsider.pw_uid)
+    assert_nothing_left(a, sa)
