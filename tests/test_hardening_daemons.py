@@ -243,3 +243,78 @@ def test_item6_up_as_another_user_ignores_the_callers_ceph_variables(outsider, t
     assert down.returncode == 0, down.stderr
     assert_nothing_left(name, state, uid=outsider.pw_uid)
     assert_nothing_left(a, sa)
+
+
+class Instance7:
+    """One pool+s3+fs instance for the item 7 tests, redeployed only after a kill."""
+
+    def __init__(self, base: Path):
+        self.base = base
+        self.count = 0
+        self.name = self.state = None
+
+    def deploy(self) -> None:
+        self.count += 1
+        self.name = unique_name("Bst")
+        self.state = self.base / self.name
+        r = cli("up", "--name", self.name, "--state-dir", self.state, "--size", "1G", "--service", "pool",
+                "--service", "s3", "--service", "fs", "--mount", self.base / f"mnt{self.count}")
+        assert r.returncode == 0, r.stderr
+
+    def remove(self) -> None:
+        if self.state is not None:
+            assert cli("down", "--state-dir", self.state).returncode == 0
+            assert_nothing_left(self.name, self.state)
+            self.state = None
+
+    def healthy(self) -> None:
+        """Wait until status says healthy again (after SIGCONT), else deploy afresh."""
+        deadline = time.monotonic() + 30
+        while self.state is not None and time.monotonic() < deadline:
+            if cli("status", "--state-dir", self.state).returncode == 0:
+                return
+            time.sleep(1)
+        self.remove()
+        self.deploy()
+        st = cli("status", "--state-dir", self.state)
+        assert st.returncode == 0, st.stdout + st.stderr
+
+
+@pytest.fixture(scope="module")
+def instance7(tmp_path_factory):
+    inst = Instance7(tmp_path_factory.mktemp("item7"))
+    yield inst
+    inst.remove()
+
+
+KINDS = ["mon", "mgr", "osd", "mds", "rgw", "fuse"]
+
+
+@pytest.mark.parametrize("sig,kind", [(s, k) for s in ("STOP", "KILL") for k in KINDS])
+def test_item7_status_reports_a_killed_or_stopped_daemon(instance7, sig, kind):
+    """A daemon killed with -9 or stopped with -STOP: `status` exits 1 and names it, with the
+    reason, in text and JSON (Ceph itself still said HEALTH_OK, '1 up')."""
+    instance7.healthy()
+    state = instance7.state
+    before = json.loads(cli("status", "--state-dir", state, "--json").stdout)
+    target = next(d for d in before["daemons"] if d["name"].startswith(kind + "."))
+    os.kill(target["pid"], getattr(signal, "SIG" + sig))
+    try:
+        if sig == "KILL":
+            try:
+                psutil.Process(target["pid"]).wait(10)
+            except psutil.NoSuchProcess:
+                pass
+        st = cli("status", "--state-dir", state, "--json", timeout=60)
+        assert st.returncode == 1, st.stdout
+        report = json.loads(st.stdout)
+        mine = next(d for d in report["daemons"] if d["name"] == target["name"])
+        assert mine["state"] == {"STOP": "stopped", "KILL": "dead"}[sig], mine
+        assert mine["reason"] and str(target["pid"]) in mine["reason"], mine
+        assert any(p.startswith(target["name"]) for p in report["problems"]), report["problems"]
+        text = cli("status", "--state-dir", state, timeout=60)
+        assert text.returncode == 1
+        assert f"{target['name']} {mine['state']}: " in text.stdout, text.stdout
+    finally:
+        if sig == "STOP":
+            os.kill(target["pid"], signal.SIGCONT)
