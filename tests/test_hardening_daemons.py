@@ -318,3 +318,71 @@ def test_item7_status_reports_a_killed_or_stopped_daemon(instance7, sig, kind):
     finally:
         if sig == "STOP":
             os.kill(target["pid"], signal.SIGCONT)
+
+
+def _data_pool(conf: Path) -> tuple[int, int]:
+    """(bytes stored, objects) in radosgw's data pool, as the cluster reports them."""
+    from ramburst.ceph.admin import AdminClient
+
+    with AdminClient(conf, timeout=10) as admin:
+        for pool in admin.command("df")["pools"]:
+            if pool["name"] == "default.rgw.buckets.data":
+                return pool["stats"]["stored"], pool["stats"]["objects"]
+    return 0, 0
+
+
+def _wait_freed(conf: Path, limit: int, what: str, timeout: float = 60) -> None:
+    """Liveness bound, not a timing claim: radosgw's default waits two hours and more."""
+    deadline = time.monotonic() + timeout
+    while (held := _data_pool(conf))[0] > limit:
+        assert time.monotonic() < deadline, \
+            f"{what}: deleted S3 data not freed after {timeout:.0f} s: the data pool still holds " \
+            f"{held[0] / 2**20:.0f} MiB in {held[1]} objects"
+        time.sleep(0.5)
+
+
+def test_item5b_deleted_s3_data_is_freed_within_seconds(tmp_path):
+    """Write and delete three times the store's size through S3 (plain, overwritten, multipart
+    completed and aborted, buckets removed): the space comes back and the store ends near empty."""
+    name = unique_name("Bgc")
+    state = tmp_path / name
+    size = 2**30
+    r = cli("up", "--name", name, "--state-dir", state, "--size", "1G", "--service", "pool", "--service", "s3")
+    assert r.returncode == 0, r.stderr
+    conf = state / "ceph.conf"
+    try:
+        s3 = ramburst.attach(state_dir=state).s3_client()
+        chunk = os.urandom(16 * 2**20)
+        part = os.urandom(5 * 2**20)
+        written, round_no = 0, 0
+        while written < 3 * size:
+            round_no += 1
+            bucket = f"gc{round_no}"
+            s3.create_bucket(Bucket=bucket)
+            for i in range(8):  # 8 x 16 MiB, each overwritten once: 256 MiB
+                for _ in range(2):
+                    s3.put_object(Bucket=bucket, Key=f"o{i}", Body=chunk)
+                    written += len(chunk)
+            for kind in ("complete", "abort"):  # 2 x 4 x 5 MiB in parts
+                up = s3.create_multipart_upload(Bucket=bucket, Key=f"mp-{kind}")
+                parts = []
+                for n in range(1, 5):
+                    etag = s3.upload_part(Bucket=bucket, Key=f"mp-{kind}", UploadId=up["UploadId"],
+                                          PartNumber=n, Body=part)["ETag"]
+                    parts.append({"PartNumber": n, "ETag": etag})
+                    written += len(part)
+                if kind == "complete":
+                    s3.complete_multipart_upload(Bucket=bucket, Key=f"mp-{kind}", UploadId=up["UploadId"],
+                                                 MultipartUpload={"Parts": parts})
+                else:
+                    s3.abort_multipart_upload(Bucket=bucket, Key=f"mp-{kind}", UploadId=up["UploadId"])
+            for obj in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
+                s3.delete_object(Bucket=bucket, Key=obj["Key"])
+            s3.delete_bucket(Bucket=bucket)
+            _wait_freed(conf, size // 2, f"after round {round_no} ({written / 2**30:.2f} GiB written)")
+        _wait_freed(conf, size // 50, f"at the end ({written / 2**30:.2f} GiB written and deleted)")
+        report = json.loads(cli("status", "--state-dir", state, "--json").stdout)
+        assert report["capacity"]["state"] == "ok", report["capacity"]
+    finally:
+        cli("down", "--state-dir", state)
+    assert_nothing_left(name, state)
