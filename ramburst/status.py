@@ -79,7 +79,7 @@ def collect(state_dir: Path, timeout: float = 5) -> dict:
             stats = df.get("stats", {}) if isinstance(df, dict) else {}
             if stats.get("total_bytes"):
                 dump = admin.command("osd dump", timeout=timeout)
-                report["capacity"] = capacity(stats, dump, report["checks"])
+                report["capacity"] = capacity(stats, dump, report["checks"], df.get("pools", []))
     except RamburstError as e:
         report["error"] = str(e)
     return report
@@ -164,9 +164,11 @@ def check_mounts(mounts: list[Path], timeout: float) -> tuple[str, str]:
     return "running", "the mount answers"
 
 
-def capacity(stats: dict, osd_dump: dict, checks: dict) -> dict:
+def capacity(stats: dict, osd_dump: dict, checks: dict, pools: list | None = None) -> dict:
     """Usage against what users can write: the backing stores are larger than the requested
-    size by a headroom (plan.FULL_HEADROOM), and the full ratio marks the requested size."""
+    size by a headroom (plan.FULL_HEADROOM), and the full ratio marks the requested size.
+    `used` counts BlueStore's own metadata (RocksDB, WAL) besides the objects, and can pass
+    `usable`: writes in flight when the full mark was reached land in the headroom."""
     raw_total = stats["total_bytes"]
     usable = int(raw_total * osd_dump.get("full_ratio", 0.95))
     used = stats.get("total_used_raw_bytes", 0)
@@ -176,8 +178,14 @@ def capacity(stats: dict, osd_dump: dict, checks: dict) -> dict:
         state = "nearfull"
     else:
         state = "ok"
+    data = sum(p.get("stats", {}).get("bytes_used", 0) for p in (pools or []))
+    data = min(data, used)
     return {"usable_bytes": usable, "used_bytes": used, "avail_bytes": max(0, usable - used),
-            "raw_bytes": raw_total, "state": state}
+            "raw_bytes": raw_total, "state": state,
+            "objects_bytes": data, "metadata_bytes": used - data, "over_bytes": max(0, used - usable),
+            "includes": "objects in every pool (all copies) and BlueStore's own metadata (RocksDB, WAL); "
+                        "writes that were in flight when the full mark was reached can land past it, "
+                        "in each OSD's headroom"}
 
 
 def is_up(report: dict) -> bool:
@@ -199,6 +207,12 @@ def render_text(report: dict) -> str:
         pct = 100 * cap["used_bytes"] / max(1, cap["usable_bytes"])
         lines.append(f"capacity  {format_size(cap['used_bytes'])} used of {format_size(cap['usable_bytes'])} "
                      f"({pct:.0f}%), {format_size(cap['avail_bytes'])} available")
+        if "objects_bytes" in cap:
+            lines.append(f"          used = {format_size(cap['objects_bytes'])} of objects (all copies) + "
+                         f"{format_size(cap['metadata_bytes'])} of BlueStore's own metadata")
+        if cap.get("over_bytes"):
+            lines.append(f"          {format_size(cap['over_bytes'])} past the full mark: writes in flight when "
+                         "it was reached, landed in the OSDs' headroom (not lost, not more room)")
         if cap["state"] == "full":
             lines.append("          FULL: writes are refused (clients get an error after "
                          "their op timeout); delete data, or deploy with a larger --size")

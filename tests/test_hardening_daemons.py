@@ -386,3 +386,46 @@ def test_item5b_deleted_s3_data_is_freed_within_seconds(tmp_path):
     finally:
         cli("down", "--state-dir", state)
     assert_nothing_left(name, state)
+
+
+def test_item7_status_capacity_says_what_used_includes(instance7):
+    """On a real instance: `used` is split into objects and BlueStore's own metadata."""
+    instance7.healthy()
+    cluster = ramburst.attach(state_dir=instance7.state)
+    try:
+        cluster.put("cap-probe", os.urandom(8 * 2**20))
+    finally:
+        cluster.close()
+    deadline = time.monotonic() + 30
+    while True:  # usage reaches the manager within a few seconds
+        cap = json.loads(cli("status", "--state-dir", instance7.state, "--json").stdout)["capacity"]
+        if cap and cap.get("objects_bytes", 0) >= 8 * 2**20 or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert cap["objects_bytes"] >= 8 * 2**20 and cap["metadata_bytes"] > 0, cap
+    assert cap["objects_bytes"] + cap["metadata_bytes"] == cap["used_bytes"]
+    text = cli("status", "--state-dir", instance7.state).stdout
+    assert "of objects (all copies) +" in text and "BlueStore's own metadata" in text, text
+
+
+def test_item7_status_capacity_over_100_percent_is_explained():
+    """The figures an outside probe saw ("1.8 GiB used of 1.2 GiB (146%)"): the text and JSON
+    say what the overshoot is. A unit of formatting, no daemon behind it."""
+    from ramburst import status
+
+    gib = 2**30
+    stats = {"total_bytes": int(1.2 * gib / 0.95), "total_used_raw_bytes": int(1.8 * gib)}
+    pools = [{"name": "ramburst", "stats": {"bytes_used": int(1.5 * gib)}}]
+    cap = status.capacity(stats, {"full_ratio": 0.95}, {"OSD_FULL": "1 full osd(s)"}, pools)
+    assert cap["over_bytes"] == cap["used_bytes"] - cap["usable_bytes"] > 0.5 * gib
+    assert cap["objects_bytes"] == int(1.5 * gib)
+    assert cap["objects_bytes"] + cap["metadata_bytes"] == cap["used_bytes"]
+    report = {"name": "x", "state": "up", "fsid": "f", "health": "HEALTH_ERR", "checks": {}, "problems": [],
+              "error": None, "capacity": cap, "osds": None, "replicas": 1, "device": "file",
+              "checksums": False, "endpoints": {}, "mon_host": "m", "daemons": []}
+    text = status.render_text(report)
+    line = next(i for i, ln in enumerate(text.splitlines()) if ln.startswith("capacity"))
+    assert "(150%)" in text.splitlines()[line]
+    explanation = "\n".join(text.splitlines()[line + 1:line + 3])
+    assert "1.5 GiB of objects" in explanation and "307.2 MiB of BlueStore's own metadata" in explanation, text
+    assert "past the full mark" in explanation, text
