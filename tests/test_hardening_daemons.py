@@ -252,6 +252,7 @@ class Instance7:
         self.base = base
         self.count = 0
         self.name = self.state = None
+        self.broken = False  # a daemon was killed: deploy afresh at once
 
     def deploy(self) -> None:
         self.count += 1
@@ -270,12 +271,13 @@ class Instance7:
     def healthy(self) -> None:
         """Wait until status says healthy again (after SIGCONT), else deploy afresh."""
         deadline = time.monotonic() + 30
-        while self.state is not None and time.monotonic() < deadline:
+        while self.state is not None and not self.broken and time.monotonic() < deadline:
             if cli("status", "--state-dir", self.state).returncode == 0:
                 return
             time.sleep(1)
         self.remove()
         self.deploy()
+        self.broken = False
         st = cli("status", "--state-dir", self.state)
         assert st.returncode == 0, st.stdout + st.stderr
 
@@ -318,6 +320,8 @@ def test_item7_status_reports_a_killed_or_stopped_daemon(instance7, sig, kind):
     finally:
         if sig == "STOP":
             os.kill(target["pid"], signal.SIGCONT)
+        else:
+            instance7.broken = True
 
 
 def _data_pool(conf: Path) -> tuple[int, int]:
