@@ -8,7 +8,6 @@ import json
 import os
 import sys
 import sysconfig
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -48,21 +47,18 @@ def load_rados():
                         "sudo apt-get install python3-rados, and use the system's python3")
 
 
-_ENV_LOCK = threading.Lock()
-
-
 def open_rados(conf: Path, name: str = "client.admin", settings: dict[str, str] | None = None):
     """A rados.Rados handle (not connected) on the instance whose ceph.conf is `conf`, and on
     no other: librados reads CEPH_KEYRING and CEPH_ARGS from the environment over the conf
     file, so a client environment loaded for another instance would lend it that instance's
     keys. Those variables are hidden while the handle reads its configuration, and the
     keyring is named explicitly."""
-    from .daemon import is_client_variable
+    from .daemon import ENV_LOCK, is_client_variable
 
     rados = load_rados()
     keyring = Path(conf).parent / "keys" / f"{name}.keyring"
     settings = {"keyring": str(keyring), **(settings or {})}
-    with _ENV_LOCK:
+    with ENV_LOCK:
         hidden = {k: os.environ.pop(k) for k in list(os.environ) if is_client_variable(k)}
         try:
             return rados.Rados(conffile=str(conf), name=name, conf=settings)

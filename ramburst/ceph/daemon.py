@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -93,9 +94,14 @@ def is_client_variable(name: str) -> bool:
     return name.startswith("CEPH_") or name in CLIENT_VARIABLES
 
 
+# Held while admin.open_rados hides those variables from librados for an instant.
+ENV_LOCK = threading.Lock()
+
+
 def tool_env() -> dict[str, str]:
     """Our environment without a client's Ceph variables: for one-shot tools (mkfs, radosgw-admin)."""
-    return {k: v for k, v in os.environ.items() if not is_client_variable(k)}
+    with ENV_LOCK:
+        return {k: v for k, v in os.environ.items() if not is_client_variable(k)}
 
 
 def daemon_env(tuned: bool = True) -> dict[str, str]:
