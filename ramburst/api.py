@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 from . import orchestrator
 from . import status as status_mod
-from .ceph.admin import load_rados
+from .ceph.admin import load_rados, open_rados
 from .config import Config, build_config, check_name, default_state_root
 from .errors import RamburstError
 from .instance import InstanceState
@@ -49,8 +49,7 @@ class Cluster:
     def rados(self):
         """A connected rados.Rados handle as client.admin (closed by `down`)."""
         if self._rados is None:
-            rados = load_rados()
-            self._rados = rados.Rados(conffile=str(self.conf), name="client.admin")
+            self._rados = open_rados(self.conf)
             self._rados.connect(timeout=30)
         return self._rados
 

@@ -308,17 +308,17 @@ class Deployment:
             return None
         rgw = rgws[0]
         with self.steps.step("rgw-start", f"radosgw started on {self.host.address}:{self.plan.rgw_port}"):
-            self.s3 = s3_service.S3Credentials.generate(f"http://{self.host.address}:{self.plan.rgw_port}")
-            s3_service.write_credentials(self.plan.state_dir / "s3", self.s3)
+            endpoint = f"http://{self.host.address}:{self.plan.rgw_port}"
             rgw.prepare(self.layout.data(self.host.label, rgw.name))
             self.start(rgw)
 
         def make_user():
             with self.steps.step("rgw-ready", "radosgw answers"):
-                s3_service.wait_http(self.s3.endpoint, 60, check=rgw.check_running)
-            with self.steps.step("s3-user", f"S3 user {self.s3.user} with fresh keys"):
-                s3_service.create_user(self.binaries["rgw-admin"], self.layout.conf, self.s3,
-                                       self.layout.logs / "radosgw-admin.log")
+                s3_service.wait_http(endpoint, 60, check=rgw.check_running)
+            with self.steps.step("s3-user", f"S3 user {s3_service.S3_USER} with fresh keys"):
+                self.s3 = s3_service.create_user(self.binaries["rgw-admin"], self.layout.conf, endpoint,
+                                                 self.layout.logs / "radosgw-admin.log")
+                s3_service.write_credentials(self.plan.state_dir / "s3", self.s3)
         return pool.submit(make_user)
 
     def ready_s3(self, user_job) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .ceph.admin import AdminClient
+from .ceph.asok import asok_command
+from .ceph.fuse import is_mounted
 from .config import format_size
 from .errors import RamburstError
 from .instance import InstanceState
@@ -50,11 +52,7 @@ def collect(state_dir: Path, timeout: float = 5) -> dict:
     meta = state.meta()
     if meta is None:
         raise NotUp(f"instance at {state_dir} is not up (no state)")
-    daemons = []
-    for h in state.hosts():
-        for p in h.processes:
-            daemons.append({"name": p.name, "host": h.label, "address": h.address, "pid": p.pid,
-                            "state": "running" if p.alive() else "dead"})
+    daemons = check_daemons(state, meta, timeout=min(2.0, timeout))
     report: dict = {
         "name": meta["name"], "state": meta["state"], "fsid": meta["fsid"],
         "state_dir": str(state_dir), "mon_host": meta["mon_host"], "pool": meta["pool"],
@@ -64,9 +62,10 @@ def collect(state_dir: Path, timeout: float = 5) -> dict:
                                         ("s3", meta.get("s3_endpoint")), ("fs", meta.get("mount"))) if v},
         "daemons": daemons, "health": None, "checks": {}, "capacity": None, "osds": None,
         "error": None,
+        "problems": [f"{d['name']} {d['state']}: {d['reason']}" for d in daemons if d["state"] != "running"],
     }
     if not any(d["state"] == "running" for d in daemons if d["name"].startswith("mon.")):
-        report["error"] = "the monitor is not running"
+        report["error"] = "the monitor is not running or not answering"
         return report
     try:
         with AdminClient(Path(meta["conf"]), timeout=timeout) as admin:
@@ -80,15 +79,96 @@ def collect(state_dir: Path, timeout: float = 5) -> dict:
             stats = df.get("stats", {}) if isinstance(df, dict) else {}
             if stats.get("total_bytes"):
                 dump = admin.command("osd dump", timeout=timeout)
-                report["capacity"] = capacity(stats, dump, report["checks"])
+                report["capacity"] = capacity(stats, dump, report["checks"], df.get("pools", []))
     except RamburstError as e:
         report["error"] = str(e)
     return report
 
 
-def capacity(stats: dict, osd_dump: dict, checks: dict) -> dict:
+def check_daemons(state: InstanceState, meta: dict, timeout: float = 2.0) -> list[dict]:
+    """Each recorded daemon checked by itself, all at once: its process (gone, zombie or
+    stopped), then an answer within `timeout`. Ceph's own view lags: with one OSD the monitor
+    marks a dead or stopped OSD down only after 900 s, and reports HEALTH_OK until then."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    entries = [(h, p) for h in state.hosts() for p in h.processes]
+    with ThreadPoolExecutor(max_workers=max(1, len(entries))) as pool:
+        results = list(pool.map(lambda e: check_daemon(e[1], e[0], state.dir, meta, timeout), entries))
+    return [{"name": p.name, "host": h.label, "address": h.address, "pid": p.pid, "state": st, "reason": why}
+            for (h, p), (st, why) in zip(entries, results)]
+
+
+def check_daemon(record, host, state_dir: Path, meta: dict, timeout: float) -> tuple[str, str]:
+    """(state, reason): running, stopped, dead or not answering."""
+    import psutil
+
+    proc = record.process()
+    if proc is None:
+        return "dead", f"process {record.pid} is gone (killed, crashed or exited)"
+    try:
+        status = proc.status()
+    except psutil.Error:
+        return "dead", f"process {record.pid} is gone (killed, crashed or exited)"
+    if status in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP):
+        return "stopped", (f"process {record.pid} is stopped (SIGSTOP or a debugger) and serves nothing; "
+                           f"kill -CONT {record.pid} resumes it")
+    kind = record.name.split(".", 1)[0]
+    if kind == "fuse":
+        return check_mounts([Path(m["path"]) for m in host.mounts], timeout)
+    socket_path = Path(state_dir) / "run" / f"{record.name}.asok"
+    try:
+        asok_command(socket_path, {"prefix": "version"}, timeout)
+    except OSError as e:
+        return "not answering", f"no answer on its admin socket {socket_path} within {timeout:.0f} s ({e})"
+    if kind == "rgw" and meta.get("s3_endpoint") and host.address in _local_addresses():
+        return check_http(meta["s3_endpoint"], timeout)
+    return "running", "answers"
+
+
+def _local_addresses() -> set[str]:
+    from .host import local_addresses
+
+    return set(local_addresses())
+
+
+def check_http(endpoint: str, timeout: float) -> tuple[str, str]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(endpoint, timeout=timeout).close()
+    except urllib.error.HTTPError:
+        pass  # any HTTP answer: the frontend serves
+    except OSError as e:
+        return "not answering", f"no HTTP answer at {endpoint} within {timeout:.0f} s ({e})"
+    return "running", f"answers HTTP at {endpoint}"
+
+
+def check_mounts(mounts: list[Path], timeout: float) -> tuple[str, str]:
+    """A stat of each mount in a child process that is killed, never waited on, past the
+    timeout: a stat on a hung FUSE mount can block forever."""
+    import subprocess
+
+    for mount in mounts:
+        if not is_mounted(mount):
+            return "not answering", f"{mount} is not mounted any more"
+        probe = subprocess.Popen(["stat", "-c", "%i", str(mount)], stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            _, err = probe.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            probe.kill()
+            return "not answering", f"a stat of {mount} got no answer within {timeout:.0f} s"
+        if probe.returncode != 0:
+            return "not answering", f"a stat of {mount} failed: {err.decode(errors='replace').strip()}"
+    return "running", "the mount answers"
+
+
+def capacity(stats: dict, osd_dump: dict, checks: dict, pools: list | None = None) -> dict:
     """Usage against what users can write: the backing stores are larger than the requested
-    size by a headroom (plan.FULL_HEADROOM), and the full ratio marks the requested size."""
+    size by a headroom (plan.FULL_HEADROOM), and the full ratio marks the requested size.
+    `used` counts BlueStore's own metadata (RocksDB, WAL) besides the objects, and can pass
+    `usable`: writes in flight when the full mark was reached land in the headroom."""
     raw_total = stats["total_bytes"]
     usable = int(raw_total * osd_dump.get("full_ratio", 0.95))
     used = stats.get("total_used_raw_bytes", 0)
@@ -98,12 +178,18 @@ def capacity(stats: dict, osd_dump: dict, checks: dict) -> dict:
         state = "nearfull"
     else:
         state = "ok"
+    data = sum(p.get("stats", {}).get("bytes_used", 0) for p in (pools or []))
+    data = min(data, used)
     return {"usable_bytes": usable, "used_bytes": used, "avail_bytes": max(0, usable - used),
-            "raw_bytes": raw_total, "state": state}
+            "raw_bytes": raw_total, "state": state,
+            "objects_bytes": data, "metadata_bytes": used - data, "over_bytes": max(0, used - usable),
+            "includes": "objects in every pool (all copies) and BlueStore's own metadata (RocksDB, WAL); "
+                        "writes that were in flight when the full mark was reached can land past it, "
+                        "in each OSD's headroom"}
 
 
 def is_up(report: dict) -> bool:
-    return report["state"] == "up" and report["health"] is not None
+    return report["state"] == "up" and report["health"] is not None and not report["problems"]
 
 
 def render_text(report: dict) -> str:
@@ -112,11 +198,21 @@ def render_text(report: dict) -> str:
     lines.append(f"health    {health}")
     for check, message in report["checks"].items():
         lines.append(f"          {check}: {message}")
+    if report["problems"]:
+        lines.append(f"daemons   {len(report['problems'])} not working (status exits 1)")
+        for problem in report["problems"]:
+            lines.append(f"          {problem}")
     cap = report["capacity"]
     if cap:
         pct = 100 * cap["used_bytes"] / max(1, cap["usable_bytes"])
         lines.append(f"capacity  {format_size(cap['used_bytes'])} used of {format_size(cap['usable_bytes'])} "
                      f"({pct:.0f}%), {format_size(cap['avail_bytes'])} available")
+        if "objects_bytes" in cap:
+            lines.append(f"          used = {format_size(cap['objects_bytes'])} of objects (all copies) + "
+                         f"{format_size(cap['metadata_bytes'])} of BlueStore's own metadata")
+        if cap.get("over_bytes"):
+            lines.append(f"          {format_size(cap['over_bytes'])} past the full mark: writes in flight when "
+                         "it was reached, landed in the OSDs' headroom (not lost, not more room)")
         if cap["state"] == "full":
             lines.append("          FULL: writes are refused (clients get an error after "
                          "their op timeout); delete data, or deploy with a larger --size")
@@ -136,5 +232,6 @@ def render_text(report: dict) -> str:
     lines.append(f"monitor   {report['mon_host']}")
     lines.append("daemons")
     for d in report["daemons"]:
-        lines.append(f"  {d['name']:<10} {d['host']:<4} {d['address']:<15} pid {d['pid']:<8} {d['state']}")
+        lines.append(f"  {d['name']:<10} {d['host']:<4} {d['address']:<15} pid {d['pid']:<8} {d['state']}"
+                     + (f" ({d['reason']})" if d["state"] != "running" else ""))
     return "\n".join(lines)

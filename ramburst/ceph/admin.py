@@ -5,6 +5,7 @@ import glob
 import importlib.machinery
 import importlib.util
 import json
+import os
 import sys
 import sysconfig
 import time
@@ -46,15 +47,33 @@ def load_rados():
                         "sudo apt-get install python3-rados, and use the system's python3")
 
 
+def open_rados(conf: Path, name: str = "client.admin", settings: dict[str, str] | None = None):
+    """A rados.Rados handle (not connected) on the instance whose ceph.conf is `conf`, and on
+    no other: librados reads CEPH_KEYRING and CEPH_ARGS from the environment over the conf
+    file, so a client environment loaded for another instance would lend it that instance's
+    keys. Those variables are hidden while the handle reads its configuration, and the
+    keyring is named explicitly."""
+    from .daemon import ENV_LOCK, is_client_variable
+
+    rados = load_rados()
+    keyring = Path(conf).parent / "keys" / f"{name}.keyring"
+    settings = {"keyring": str(keyring), **(settings or {})}
+    with ENV_LOCK:
+        hidden = {k: os.environ.pop(k) for k in list(os.environ) if is_client_variable(k)}
+        try:
+            return rados.Rados(conffile=str(conf), name=name, conf=settings)
+        finally:
+            os.environ.update(hidden)
+
+
 class AdminClient:
     """A librados handle as client.admin, with the few cluster commands ramburst needs."""
 
     def __init__(self, conf: Path, timeout: float = 30):
         rados = load_rados()
         self.rados = rados
-        self.cluster = rados.Rados(conffile=str(conf), name="client.admin",
-                                   conf={"client_mount_timeout": str(int(timeout)),
-                                         "rados_mon_op_timeout": str(int(timeout))})
+        self.cluster = open_rados(conf, settings={"client_mount_timeout": str(int(timeout)),
+                                                  "rados_mon_op_timeout": str(int(timeout))})
         try:
             self.cluster.connect(timeout=int(timeout))
         except rados.Error as e:

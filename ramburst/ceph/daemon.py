@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -79,10 +80,34 @@ MALLOC_TUNABLES = ("glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_thres
                    "glibc.malloc.arena_max=2")
 
 
+# A Ceph client's variables: Ceph's own (CEPH_CONF, CEPH_KEYRING, CEPH_ARGS, ...) and what
+# `ramburst env` exports. Ceph reads CEPH_KEYRING and CEPH_ARGS over the conf file, so after
+# `eval "$(ramburst env --name a)"` a daemon of instance b that inherited them used a's keys.
+CLIENT_VARIABLES = frozenset({
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "S3CMD_CONFIG",
+    "RAMBURST_NAME", "RAMBURST_STATE_DIR", "RAMBURST_MON_HOST", "RAMBURST_POOL", "RAMBURST_S3_ENDPOINT",
+    "RAMBURST_S3_CREDENTIALS", "RAMBURST_MOUNT",
+})
+
+
+def is_client_variable(name: str) -> bool:
+    return name.startswith("CEPH_") or name in CLIENT_VARIABLES
+
+
+# Held while admin.open_rados hides those variables from librados for an instant.
+ENV_LOCK = threading.Lock()
+
+
+def tool_env() -> dict[str, str]:
+    """Our environment without a client's Ceph variables: for one-shot tools (mkfs, radosgw-admin)."""
+    with ENV_LOCK:
+        return {k: v for k, v in os.environ.items() if not is_client_variable(k)}
+
+
 def daemon_env(tuned: bool = True) -> dict[str, str]:
-    """The environment of a Ceph daemon: ours, with the malloc tunables added (a user's own
-    GLIBC_TUNABLES come after them, so they win)."""
-    env = dict(os.environ)
+    """The environment of a Ceph daemon: ours without a client's Ceph variables, with the
+    malloc tunables added (a user's own GLIBC_TUNABLES come after them, so they win)."""
+    env = tool_env()
     if tuned:
         current = env.get("GLIBC_TUNABLES", "")
         env["GLIBC_TUNABLES"] = f"{MALLOC_TUNABLES}:{current}" if current else MALLOC_TUNABLES
@@ -121,7 +146,7 @@ class Daemon:
         with open(self.out_path, "ab") as out:
             try:
                 rc = subprocess.run(args, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                    timeout=timeout).returncode
+                                    timeout=timeout, env=tool_env()).returncode
             except subprocess.TimeoutExpired:
                 raise DeployError(f"{what} for {self.name} took over {timeout:.0f} s",
                                   str(self.out_path)) from None

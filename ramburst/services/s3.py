@@ -1,8 +1,7 @@
 """The s3 service: radosgw plus a fresh S3 user whose keys exist only in this deployment."""
 from __future__ import annotations
 
-import secrets
-import string
+import json
 import subprocess
 import time
 from dataclasses import dataclass
@@ -21,13 +20,6 @@ class S3Credentials:
     access_key: str
     secret_key: str
     user: str = S3_USER
-
-    @classmethod
-    def generate(cls, endpoint: str) -> "S3Credentials":
-        alphabet = string.ascii_uppercase + string.digits
-        access = "".join(secrets.choice(alphabet) for _ in range(20))
-        secret = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(40))
-        return cls(endpoint, access, secret)
 
     def env(self, credentials_file: Path) -> dict[str, str]:
         return {"S3CMD_CONFIG": str(credentials_file.with_name("s3cfg")),"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key,
@@ -60,14 +52,26 @@ def read_credentials(path: Path) -> S3Credentials:
                          values.get("user", S3_USER))
 
 
-def create_user(radosgw_admin: str, conf: Path, creds: S3Credentials, log: Path) -> None:
-    """Create the S3 user straight in RADOS (no gateway round trip); radosgw sees it at once."""
-    args = [radosgw_admin, "-c", str(conf), "-n", "client.admin", "user", "create", "--uid", creds.user,
-            "--display-name", "ramburst", "--access-key", creds.access_key, "--secret-key", creds.secret_key]
-    with open(log, "ab") as out:
-        r = subprocess.run(args, stdout=subprocess.DEVNULL, stderr=out, timeout=120)
+def create_user(radosgw_admin: str, conf: Path, endpoint: str, log: Path) -> S3Credentials:
+    """Create the S3 user straight in RADOS (no gateway round trip); radosgw sees it at once.
+
+    radosgw-admin generates the keys itself and prints them on its stdout, a pipe only we
+    read: a key passed as an argument would be in /proc/PID/cmdline, readable by every user.
+    """
+    from ..ceph.daemon import tool_env
+
+    args = [radosgw_admin, "-c", str(conf), "-n", "client.admin", "user", "create", "--uid", S3_USER,
+            "--display-name", "ramburst"]
+    with open(log, "ab") as err:
+        r = subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
+                           timeout=120, env=tool_env())
     if r.returncode != 0:
         raise DeployError(f"radosgw-admin user create failed with exit code {r.returncode}", str(log))
+    try:
+        key = next(k for k in json.loads(r.stdout)["keys"] if k.get("user") == S3_USER)
+        return S3Credentials(endpoint, key["access_key"], key["secret_key"])
+    except (ValueError, KeyError, StopIteration, TypeError):
+        raise DeployError("radosgw-admin user create printed no keys", str(log)) from None
 
 
 def client(creds: S3Credentials):
