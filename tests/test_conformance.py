@@ -96,19 +96,29 @@ def test_item17_fifo_open_without_permission_is_eacces(playground, other_user):
     assert out == "EACCES"
 
 
-def test_item17_rename_in_sticky_folder_of_another_users_folder_is_refused(playground, other_user):
-    sticky = playground / "sticky"
+def test_item17_moving_another_users_folder_out_of_a_sticky_folder_is_refused(playground, other_user):
+    """pjdfstest rename/09: moving a folder to another parent rewrites its '..', so it needs
+    write access to that folder; renaming it in place (the sticky folder is the user's) does not."""
+    sticky, dest = playground / "sticky", playground / "dest"
     sticky.mkdir()
+    os.chown(sticky, other_user.pw_uid, other_user.pw_gid)
     os.chmod(sticky, 0o1777)
-    (sticky / "rootsdir").mkdir()  # root's folder in a sticky, world-writable folder
+    dest.mkdir()
+    os.chmod(dest, 0o777)
+    (sticky / "rootsdir").mkdir(mode=0o755)  # root's folder in the user's sticky folder
     out = as_user(other_user, f"""
         import errno, os
-        try:
-            os.rename({str(sticky / 'rootsdir')!r}, {str(sticky / 'stolen')!r}); print("renamed")
-        except OSError as e:
-            print(errno.errorcode[e.errno])""")
-    assert out in ("EPERM", "EACCES")
-    assert (sticky / "rootsdir").is_dir()
+        def attempt(a, b):
+            try:
+                os.rename(a, b); return "0"
+            except OSError as e:
+                return errno.errorcode[e.errno]
+        print(attempt({str(sticky / 'rootsdir')!r}, {str(dest / 'moved')!r}),
+              attempt({str(sticky / 'rootsdir')!r}, {str(sticky / 'renamed')!r}))""")
+    moved, renamed = out.split()
+    assert moved in ("EPERM", "EACCES")
+    assert renamed == "0"
+    assert (sticky / "renamed").is_dir() and not (dest / "moved").exists()
 
 
 def test_item17_ftruncate_on_mode_0_file_created_by_the_same_open(playground, other_user):
