@@ -47,6 +47,8 @@ def up_options(f):
                      help="pool, s3 or fs; repeat for several (default: pool)."),
         click.option("--mount", type=click.Path(path_type=Path),
                      help="Where the fs service is mounted (default: ~/ramburst/NAME)."),
+        click.option("--share-mount/--no-share-mount", default=None,
+                     help="Let other users reach the fs mount (FUSE allow_other; default: only you)."),
         click.option("--mpi", is_flag=True, help="One host per MPI rank (mpirun/srun start one rank per node)."),
     ]
     for o in reversed(opts):

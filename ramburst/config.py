@@ -98,6 +98,7 @@ class Config:
     ram_dir: Path = Path("/dev/shm")
     hosts: int | None = None  # expected host count (DisTRaX number_of_hosts); None = whatever runs
     checksums: bool = False  # BlueStore checksums and OSD data digests (docs/tuning.md)
+    share_mount: bool = False  # fs mount reachable by other users (FUSE allow_other), README
     notes: tuple[str, ...] = field(default=(), compare=False)
 
     @property
@@ -135,6 +136,8 @@ class Config:
             raise UsageError(f"service {unknown[0] if unknown else '(none)'!r} is not one of: {', '.join(SERVICES)}")
         if self.mount is not None and "fs" not in self.services:
             raise UsageError("--mount is for the fs service: add --service fs")
+        if self.share_mount and "fs" not in self.services:
+            raise UsageError("--share-mount is for the fs service: add --service fs")
         if self.hosts is not None and self.hosts < 1:
             raise UsageError(f"number of hosts must be at least 1, not {self.hosts}")
         check_conf_path("state folder", self.instance_dir)
@@ -154,7 +157,7 @@ class Config:
 _FIELDS = {f.name for f in dataclasses.fields(Config)} - {"notes", "ram_dir", "hosts"}
 _INT_FIELDS = {"osds", "replicas", "hosts"}
 _PATH_FIELDS = {"state_dir", "mount", "ram_dir"}
-_BOOL_FIELDS = {"checksums"}
+_BOOL_FIELDS = {"checksums", "share_mount"}
 _BOOL_WORDS = {"true": True, "yes": True, "on": True, "1": True,
                "false": False, "no": False, "off": False, "0": False}
 

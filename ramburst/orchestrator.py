@@ -24,7 +24,7 @@ from .ceph.admin import AdminClient
 from .ceph.conf import Layout, render_conf
 from .ceph.daemon import Daemon, stop_processes, wait_for
 from .ceph.mgr import MgrDaemon
-from .ceph.fuse import FuseMount, check_mountpoint, create_mountpoint, is_mounted, unmount
+from .ceph.fuse import FuseMount, check_mountpoint, create_mountpoint, fuse_allows_other, is_mounted, unmount
 from .ceph.mds import MdsDaemon
 from .ceph.mon import MonDaemon
 from .ceph.osd import OsdDaemon
@@ -153,7 +153,8 @@ class Deployment:
         self.daemons: dict[str, Daemon] = {}
         for d in self.host.daemons:
             if d.kind == "fuse":
-                unit = FuseMount(d.id, binaries["fuse"], self.layout.conf, self.layout.logs, self.mount)
+                unit = FuseMount(d.id, binaries["fuse"], self.layout.conf, self.layout.logs, self.mount,
+                                 shared=plan.share_mount)
             else:
                 unit = DAEMON_CLASSES[d.kind](d.id, binaries[d.kind], self.layout.conf, self.layout.logs)
                 if d.kind == "osd" and self.plan.device == "memstore":
@@ -341,7 +342,7 @@ class Deployment:
             return
         with self.steps.step("mountpoint", f"mountpoint {self.mount}"):
             check_mountpoint(self.mount)
-            made = create_mountpoint(self.mount)
+            made = create_mountpoint(self.mount, 0o755 if self.plan.share_mount else 0o700)
             self.undo.callback(remove_folders, made)
             self.record.add_mount(str(self.mount), made)
 
@@ -349,9 +350,12 @@ class Deployment:
         if self.of_kind("mds"):
             with self.steps.step("mds-ready", "MDS active"):
                 fs_service.wait_mds_active(admin, 60, check=self.check_daemons)
+            with self.steps.step("fs-root", "filesystem root owned by you, quota set"):
+                fs_service.prepare_root(self.layout.conf, self.plan.service_quota_bytes,
+                                        self.plan.share_mount)
 
     def mount_fs(self, admin: AdminClient | None) -> None:
-        """Mount on this host; the first host (the one with `admin`) also sets the quota."""
+        """Mount on this host (root and quota were set by wait_mds)."""
         fuses = self.of_kind("fuse")
         if not fuses:
             return
@@ -362,8 +366,6 @@ class Deployment:
             self.undo.callback(unmount, self.mount, 5, lambda: stop_processes([fuse_record]))
             wait_for(lambda: is_mounted(self.mount), 60, f"the mount at {self.mount}",
                      check=fuse.check_running)
-            if admin is not None:
-                fs_service.set_quota(self.mount, self.plan.service_quota_bytes)
 
 
 def validate(config: Config, host_label: str = "h0") -> tuple[dict[str, str], str]:
@@ -378,6 +380,9 @@ def validate(config: Config, host_label: str = "h0") -> tuple[dict[str, str], st
         if not os.access("/dev/fuse", os.R_OK | os.W_OK):
             raise UsageError("the fs service needs read and write access to /dev/fuse "
                              "(ask for it, or use --service pool/s3)")
+        if config.share_mount and os.geteuid() != 0 and not fuse_allows_other():
+            raise UsageError("--share-mount needs 'user_allow_other' in /etc/fuse.conf "
+                             "(ask the admin, or leave the mount private)")
     binaries = hostmod.check_binaries(kinds)
     address = hostmod.interface_address(config.interface)
     check_memory(config)

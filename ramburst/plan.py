@@ -69,6 +69,7 @@ class Plan:
     failure_domain: str = field(default="osd")
     rgw_port: int | None = None
     checksums: bool = False
+    share_mount: bool = False
 
     @property
     def mon_host(self) -> str:
@@ -174,4 +175,5 @@ def plan_cluster(config: Config, addresses: list[str], fsid: str, mon_port: int,
         device=config.device, osd_bytes=config.osd_bytes, services=config.services,
         hosts=tuple(hosts), mount=config.mount_path, failure_domain=failure_domain,
         rgw_port=rgw_port if "s3" in config.services else None, checksums=config.checksums,
+        share_mount=config.share_mount,
     )

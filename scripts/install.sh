@@ -4,9 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(ceph-mon ceph-mgr ceph-osd ceph-mds radosgw ceph-fuse ceph-common python3-rados
+APT_PACKAGES=(ceph-mon ceph-mgr ceph-osd ceph-mds radosgw ceph-fuse ceph-common python3-rados python3-cephfs
               python3-venv python3-dev iproute2 procps psmisc fuse3
-              openmpi-bin libopenmpi-dev s3cmd)
+              openmpi-bin libopenmpi-dev s3cmd fio)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -200,7 +200,7 @@ def test_down_with_a_file_held_open(tmp_path):
 
 
 NEW_STEPS = ["mountpoint", "fs-create", "mds-start", "rgw-start", "rgw-ready", "s3-user", "s3-ready",
-             "mds-ready", "fs-mount"]
+             "mds-ready", "fs-root", "fs-mount"]
 
 
 @pytest.mark.parametrize("step", NEW_STEPS)

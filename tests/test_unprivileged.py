@@ -55,3 +55,59 @@ def test_cycle_as_plain_user(plain_user):
         down = cli("down", "--name", name, user=USER)
     assert down.returncode == 0, down.stderr
     assert_nothing_left(name, state, port, uid=plain_user.pw_uid)
+
+
+@pytest.fixture()
+def fuse_for_users():
+    """/dev/fuse as distributions ship it (0666); this machine's is 0600. Restored after."""
+    mode = os.stat("/dev/fuse").st_mode & 0o7777
+    os.chmod("/dev/fuse", 0o666)
+    try:
+        yield
+    finally:
+        os.chmod("/dev/fuse", mode)
+
+
+def test_item6a_fs_as_plain_user_on_a_stock_fuse_conf(plain_user, fuse_for_users):
+    """A plain user mounts, owns the filesystem root and writes; fuse.conf stays stock (no
+    user_allow_other), and nobody else (not even root) reaches the private mount."""
+    import errno
+
+    name = unique_name("ufs")
+    home = plain_user.pw_dir
+    state = os.path.join(home, ".local", "state", "ramburst", name)
+    mount = os.path.join(home, "scratch", name)
+    up = cli("up", "--name", name, "--size", "1G", "--service", "fs", "--mount", mount, user=USER)
+    assert up.returncode == 0, up.stderr
+    port = mon_port(state)
+    try:
+        work = subprocess.run(
+            ["runuser", "-u", USER, "--", "python3", "-c",
+             "import os, sys; m = sys.argv[1]; st = os.stat(m); "
+             "open(os.path.join(m, 'f'), 'w').write('data'); os.mkdir(os.path.join(m, 'd')); "
+             "print(st.st_uid, oct(st.st_mode & 0o777), os.getxattr(m, 'ceph.quota.max_bytes').decode(), "
+             "open(os.path.join(m, 'f')).read())", mount],
+            capture_output=True, text=True, timeout=60)
+        assert work.returncode == 0, work.stderr
+        uid, mode, quota, data = work.stdout.split()
+        assert (int(uid), mode, data) == (plain_user.pw_uid, "0o700", "data")
+        assert int(quota) == int(0.9 * 2**30)
+        with pytest.raises(OSError) as e:  # no allow_other: root is refused too
+            os.listdir(mount)
+        assert e.value.errno == errno.EACCES
+        assert "allow_other" not in next(line for line in open("/proc/mounts") if f" {mount} " in line)
+    finally:
+        down = cli("down", "--name", name, user=USER)
+    assert down.returncode == 0, down.stderr
+    assert not os.path.exists(mount)
+    assert_nothing_left(name, state, port, uid=plain_user.pw_uid)
+
+
+def test_item13_share_mount_refused_for_a_plain_user_without_user_allow_other(plain_user, fuse_for_users):
+    name = unique_name("ush")
+    state = os.path.join(plain_user.pw_dir, ".local", "state", "ramburst", name)
+    r = cli("up", "--name", name, "--size", "1G", "--service", "fs", "--share-mount", user=USER)
+    assert r.returncode == 2, r.stderr
+    assert "user_allow_other" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not os.path.exists(state)
+    assert not os.path.exists(os.path.join(plain_user.pw_dir, "ramburst", name))

@@ -4,6 +4,8 @@ Each non-default setting is listed with why it is set; docs/tuning.md says more.
 """
 from __future__ import annotations
 
+import base64
+import os
 from pathlib import Path
 
 from ..plan import Plan
@@ -45,6 +47,24 @@ QUIET_SUBSYSTEMS = (
     "mgrc", "mon", "monc", "ms", "objectcacher", "objecter", "optracker", "osd", "paxos",
     "perfcounter", "rados", "rgw", "rocksdb", "striper", "throttle", "timer",
 )
+
+
+# The SSE-KMS key id S3 clients name (SSEKMSKeyId); its key is fresh per deployment.
+KMS_KEY_ID = "ramburst"
+
+
+def rgw_crypt_settings() -> dict[str, object]:
+    """Server-side encryption on the job's plain-HTTP endpoint (docs/conformance.md).
+
+    radosgw refuses SSE over HTTP by default so a key never crosses a network in clear; the
+    endpoint here is loopback or the job's private network, so SSE-C keys cross only that.
+    SSE-KMS uses radosgw's 'testing' backend with one fresh 256-bit key, kept in ceph.conf
+    (0600, like the keyrings): it protects against nothing on this host, but lets code that
+    asks for SSE-KMS run unchanged."""
+    key = base64.b64encode(os.urandom(32)).decode()
+    return {"rgw crypt require ssl": "false",
+            "rgw crypt s3 kms backend": "testing",
+            "rgw crypt s3 kms encryption keys": f"{KMS_KEY_ID}={key}"}
 
 
 def _fmt(settings: dict[str, object]) -> str:
@@ -190,6 +210,7 @@ def render_conf(plan: Plan, layout: Layout) -> str:
                     "rgw gc processor max time": 10,
                     # A write the cluster pauses (full store) becomes an S3 error in seconds.
                     "rados osd op timeout": 10,
+                    **rgw_crypt_settings(),
                 })
             elif d.kind == "fuse":
                 continue  # ceph-fuse mounts as client.admin with the [client] settings

@@ -30,13 +30,25 @@ def check_mountpoint(path: Path) -> None:
             raise UsageError(f"mountpoint {path} cannot be created (no write access to {parent})")
 
 
-def create_mountpoint(path: Path) -> list[str]:
-    """Make the folder and any missing parents; return what was made, outermost first."""
+def fuse_allows_other(conf: str = "/etc/fuse.conf") -> bool:
+    """Whether fusermount lets a plain user mount with allow_other."""
+    try:
+        with open(conf) as f:
+            return any(line.strip() == "user_allow_other" for line in f)
+    except OSError:
+        return False
+
+
+def create_mountpoint(path: Path, mode: int = 0o700) -> list[str]:
+    """Make the folder (`mode`: private unless the mount is shared) and any missing parents;
+    return what was made, outermost first."""
     made = []
     for p in reversed([path, *path.parents]):
         if not p.exists():
             p.mkdir(mode=0o755)
             made.append(str(p))
+    if made and made[-1] == str(path):
+        os.chmod(path, mode)  # mkdir's mode is masked by the umask
     return made
 
 
@@ -78,12 +90,21 @@ class FuseMount(Daemon):
 
     kind = "fuse"
 
-    def __init__(self, ident: str, binary: str, conf: Path, log_dir: Path, mountpoint: Path):
+    def __init__(self, ident: str, binary: str, conf: Path, log_dir: Path, mountpoint: Path,
+                 shared: bool = False):
         super().__init__(ident, binary, conf, log_dir)
         self.mountpoint = mountpoint
+        self.shared = shared
 
     def base_args(self) -> list[str]:
-        return [self.binary, "-c", str(self.conf), "--id", "admin"]
+        # The kernel checks every access against mode, owner and sticky bit as on any local
+        # filesystem. Ceph's default leaves it to ceph-fuse, which lets some through and
+        # refuses others POSIX allows (ftruncate on an fd opened for writing, a file created
+        # with mode 0): docs/conformance.md. allow_other only when asked: without it only the
+        # user who mounted reaches the files, and a plain user needs no user_allow_other.
+        return [self.binary, "-c", str(self.conf), "--id", "admin",
+                "--fuse_default_permissions=true", "--client_permissions=false",
+                f"--fuse_allow_other={'true' if self.shared else 'false'}"]
 
     def run_args(self) -> list[str]:
         return self.base_args() + ["-f", str(self.mountpoint)]
