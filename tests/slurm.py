@@ -179,9 +179,11 @@ PartitionName=rb Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=Y
 """)
         (f / "cgroup.conf").write_text("CgroupPlugin=cgroup/v1\nConstrainCores=no\nConstrainRAMSpace=no\n"
                                       "ConstrainDevices=no\nConstrainSwapSpace=no\n")
-        # Open MPI inside namespaces crashed in ~1 % of MPI_Init without the subnet named.
+        # Open MPI inside namespaces crashed in MPI_Init now and then without the subnet named;
+        # TCP only (ob1, no UCX/libfabric/verbs probing: no such hardware here). Every step gets it.
         (f / "mpi.conf").write_text(f"PMIxEnv=OMPI_MCA_btl_tcp_if_include={SUBNET};"
-                                    f"OMPI_MCA_oob_tcp_if_include={SUBNET};PMIX_MCA_gds=hash\n")
+                                    f"OMPI_MCA_oob_tcp_if_include={SUBNET};PMIX_MCA_gds=hash;"
+                                    "OMPI_MCA_pml=ob1;OMPI_MCA_btl=self,tcp;OMPI_MCA_osc=^ucx\n")
         # The node Epilog runs the scripts an enabled test drops in epilog.d (none by default,
         # so the other tests prove a job cleans up *without* an epilog).
         epilog = f / "epilog"
@@ -221,8 +223,9 @@ PartitionName=rb Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=Y
                 raise TimeoutError(f"{what}: timed out; logs in {self.folder / 'log'}")
             time.sleep(0.1)
 
-    def sbatch(self, script: Path, *args: str, env: dict | None = None) -> int:
-        r = sh("sbatch", "--parsable", *args, str(script), env={**self.env, **(env or {})}, check=False)
+    def sbatch(self, script: Path, *args: str, env: dict | None = None, cwd: Path | None = None) -> int:
+        r = sh("sbatch", "--parsable", *args, str(script), env={**self.env, **(env or {})}, check=False,
+               cwd=cwd)
         assert r.returncode == 0, r.stderr
         return int(r.stdout.strip().split(";")[0])
 
