@@ -254,3 +254,18 @@ def test_epilog_removes_an_instance_the_job_left_up(cluster, tmp_path):
     assert info["JobState"] == "COMPLETED", log
     assert log.split()[-3:] == ["h0.json", "h1.json", "h2.json"], log  # it was up on 3 nodes
     check_job_gone(job, tmp_path)
+
+
+def test_early_signal_to_the_batch_shell_stops_before_the_limit(cluster, tmp_path):
+    """`--signal=B:TERM@30`: only the batch shell gets SIGTERM before the limit; the example
+    forwards it through srun to every rank, which stage out and remove everything; the job
+    ends with 143 before Slurm's own time limit."""
+    folder, env = job_setup(tmp_path, "wait", RAMBURST_GRACE="15")
+    out = tmp_path / "job.out"
+    job = cluster.sbatch(EXAMPLE, "--nodes=3", "--time=2", "--signal=B:TERM@30", f"--output={out}",
+                         env=env, cwd=folder)
+    wait_started(folder, 3, job, cluster)
+    info = cluster.wait_job(job, timeout=240)
+    assert (info["JobState"], info["ExitCode"]) == ("FAILED", "143:0"), out.read_text()
+    check_stopped_cleanly(folder, out, 3)
+    check_job_gone(job, tmp_path)
