@@ -42,8 +42,9 @@ class StopSignals:
     """Record the first SIGINT/SIGTERM (and when) instead of dying; restore on exit."""
 
     def __init__(self):
-        self.signum: int | None = None
+        self.signum: int | None = None  # received here
         self.when: float | None = None
+        self.agreed: int | None = None  # received on any rank (set by `supervise`)
         self.previous: dict = {}
 
     def __enter__(self) -> "StopSignals":
@@ -132,6 +133,7 @@ def supervise(command: list[str], env: dict, grace: float, comm, keep: set,
         code = states[0][1]
         if signums and stopping_since is None:
             stopping_since = time.monotonic()
+            stop.agreed = signums[0]
             ranks = [r for r, (s, _) in enumerate(states) if s is not None]
             log(f"signal {signums[0]} on rank(s) {','.join(map(str, ranks))}: stopping CMD "
                 f"(grace {grace:g} s), then tearing down")
@@ -168,13 +170,13 @@ def run(config: Config, command: list[str], grace: float = 10.0, comm=None, log=
         try:
             env = {**os.environ, **status_mod.environment(config.instance_dir)}
             code = supervise(command, env, grace, comm, keep, stop, lambda m: log(prefix + m))
-            left = sweep(keep, grace if stop.signum is None else 1.0)
+            left = sweep(keep, grace if stop.agreed is None else 1.0)
             if left:
                 log(prefix + f"ended {len(left)} process(es) CMD left running: {'; '.join(left)[:300]}")
         finally:
             for s in (signal.SIGINT, signal.SIGTERM):  # the teardown is not interrupted
                 signal.signal(s, signal.SIG_IGN)
             orchestrator.down(config.instance_dir, comm=comm)
-        if stop.signum is not None:
-            log(prefix + f"stopped by signal {stop.signum}; everything removed, exit {code}")
+        if stop.agreed is not None:
+            log(prefix + f"stopped by signal {stop.agreed}; everything removed, exit {code}")
     return code

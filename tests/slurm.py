@@ -11,10 +11,11 @@ folders) is removed before starting. Facts behind the settings: /work/shared/bri
 from __future__ import annotations
 
 import os
+import random
 import re
 import shutil
-import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -41,9 +42,12 @@ def available() -> str | None:
     for tool in TOOLS:
         if shutil.which(tool) is None:
             return f"{tool} is missing (scripts/install.sh installs Slurm)"
-    if not Path("/usr/lib/x86_64-linux-gnu/slurm-wlm/mpi_pmix.so").exists() and \
-            not list(Path("/usr/lib").glob("*/slurm*/mpi_pmix.so")):
+    if not list(Path("/usr/lib").glob("*/slurm*/mpi_pmix.so")):
         return "Slurm's pmix plugin is missing"
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        return "mpi4py is missing"
     return None
 
 
@@ -77,13 +81,22 @@ def cleanup() -> None:
     kept = "".join(line for line in text.splitlines(keepends=True) if TAG not in line)
     if kept != text:
         hosts.write_text(kept)
+    for stale in Path(tempfile.gettempdir()).glob(f"{PREFIX}-*/{MARK}"):
+        shutil.rmtree(stale.parent, ignore_errors=True)
+
+
+def make_folder() -> Path:
+    """A folder outside pytest's (root-only) temp tree, so a job's ordinary user reaches it."""
+    folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}-"))
+    folder.chmod(0o755)
+    return folder
 
 
 class Cluster:
     """slurmctld + `count` slurmd; `env` is what a client (sbatch, squeue) needs."""
 
-    def __init__(self, count: int, folder: Path):
-        self.folder = Path(folder) / MARK
+    def __init__(self, count: int):
+        self.folder = make_folder() / MARK  # removed whole by stop()
         self.names = [f"{PREFIX}{i}" for i in range(1, count + 1)]
         self.addresses = [f"10.78.0.{i}" for i in range(1, count + 1)]
         self.conf = self.folder / "slurm.conf"
@@ -96,10 +109,13 @@ class Cluster:
     def start(self) -> "Cluster":
         cleanup()
         t0 = time.monotonic()
-        if self.folder.exists():
-            shutil.rmtree(self.folder)
+        # Readable by all but writable by root only: jobs of an ordinary user reach munged's
+        # socket, the pmix sockets in the spool and the per-node TmpFS through these folders.
+        self.folder.mkdir(parents=True)
         for d in ("munge", "state", "log", "spool", "tmpfs", "epilog.d"):
-            (self.folder / d).mkdir(parents=True, mode=0o700)
+            (self.folder / d).mkdir(mode=0o700 if d in ("state", "log") else 0o755)
+            os.chmod(self.folder / d, 0o700 if d in ("state", "log") else 0o755)
+        os.chmod(self.folder, 0o755)
         self.network()
         self.start_munge()
         self.write_conf()
@@ -140,11 +156,13 @@ class Cluster:
 
     def write_conf(self) -> None:
         f = self.folder
+        # A fresh job-id range per cluster: job names (and RAM folders) never meet a leftover.
         nodes = "\n".join(f"NodeName={n} NodeAddr={a} NodeHostname={n} CPUs=2 RealMemory=4000 State=UNKNOWN"
                           for n, a in zip(self.names, self.addresses))
         self.conf.write_text(f"""\
 ClusterName=rbsl
 MailProg=/bin/true
+FirstJobId={random.randint(1000, 60_000_000)}
 SlurmctldHost={CONTROLLER[1]}({CONTROLLER[0]})
 SlurmctldPort=16817
 SlurmdPort=16818
@@ -223,9 +241,11 @@ PartitionName=rb Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=Y
                 raise TimeoutError(f"{what}: timed out; logs in {self.folder / 'log'}")
             time.sleep(0.1)
 
-    def sbatch(self, script: Path, *args: str, env: dict | None = None, cwd: Path | None = None) -> int:
-        r = sh("sbatch", "--parsable", *args, str(script), env={**self.env, **(env or {})}, check=False,
-               cwd=cwd)
+    def sbatch(self, script: Path, *args: str, env: dict | None = None, cwd: Path | None = None,
+               user: str | None = None) -> int:
+        as_user = ["runuser", "-u", user, "--"] if user else []
+        r = sh(*as_user, "sbatch", "--parsable", *args, str(script), env={**self.env, **(env or {})},
+               check=False, cwd=cwd)
         assert r.returncode == 0, r.stderr
         return int(r.stdout.strip().split(";")[0])
 
@@ -253,7 +273,17 @@ PartitionName=rb Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=Y
 
     # -- tear-down ------------------------------------------------------------------------
     def stop(self) -> None:
-        """Kill every daemon by pid (the nodes first), then everything else this harness made."""
+        """Cancel what still runs (so ramburst tears down as on a real cluster), kill every
+        daemon by pid (the nodes first), then remove everything else this harness made."""
+        if self.pids.get("slurmctld") and psutil.pid_exists(self.pids["slurmctld"]):
+            jobs = sh("squeue", "-h", "-o", "%i", check=False, env=self.env).stdout.split()
+            if jobs:
+                sh("scancel", *jobs, check=False, env=self.env)
+                try:
+                    self.wait(lambda: not sh("squeue", "-h", "-o", "%i", check=False, env=self.env).stdout.strip(),
+                              60, "cancelled jobs to end")
+                except (TimeoutError, RuntimeError):
+                    pass
         for name in [*self.names, "slurmctld", "munged"]:
             pid = self.pids.pop(name, None)
             if pid is not None:
@@ -267,3 +297,4 @@ PartitionName=rb Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=Y
                 except psutil.Error:
                     pass
         cleanup()
+        shutil.rmtree(self.folder.parent, ignore_errors=True)
