@@ -10,14 +10,10 @@ import os
 import shlex
 import shutil
 import tempfile
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import click
-import psutil
 
 from . import orchestrator
 from . import status as status_mod
@@ -178,18 +174,11 @@ def run(config_file, grace, command, mpi, **flags):
 
     With --mpi, every rank deploys its host, rank 0 runs COMMAND once all are ready, and every
     rank exits with COMMAND's status after the teardown."""
+    from .run import run as run_job
+
     comm = make_comm(mpi)
     config = make_config(config_file, **flags)
-    orchestrator.up(config, comm=comm)
-    code = 1
-    try:
-        if comm is None or comm.rank == 0:
-            env = {**os.environ, **status_mod.environment(config.instance_dir)}
-            code = run_child(list(command), env, grace)
-        if comm is not None:
-            code = comm.bcast(code)
-    finally:
-        orchestrator.down(config.instance_dir, comm=comm)
+    code = run_job(config, list(command), grace, comm=comm)
     sys.exit(code)
 
 
@@ -241,61 +230,6 @@ def _check_matplotlib() -> None:
         import matplotlib  # noqa: F401
     except ImportError:
         raise UsageError("--plot needs matplotlib: pip install 'ramburst[plot]'") from None
-
-
-def run_child(command: list[str], env: dict, grace: float) -> int:
-    """Run the user's command; on SIGINT/SIGTERM signal it and everything it started, and kill
-    what is left after `grace` seconds, so no part of the job outlives the storage."""
-    try:
-        child = subprocess.Popen(command, env=env)
-    except OSError as e:
-        click.echo(f"ramburst: error: cannot run {command[0]}: {e.strerror}", err=True)
-        return 127
-    received: list[float] = []
-    known: dict[int, psutil.Process] = {}  # the command's process tree when a signal came
-
-    def tree() -> list[psutil.Process]:
-        try:
-            root = psutil.Process(child.pid)
-            return [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return []
-
-    def signal_tree(signum: int) -> None:
-        known.update({p.pid: p for p in tree()})
-        for p in known.values():
-            try:
-                p.send_signal(signum)
-            except psutil.NoSuchProcess:
-                pass
-
-    def forward(signum, frame):
-        received.append(time.monotonic())
-        signal_tree(signum)
-
-    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        code = None
-        while code is None:
-            try:
-                code = child.wait(timeout=0.2)
-            except subprocess.TimeoutExpired:
-                if received and time.monotonic() - received[0] > grace:
-                    signal_tree(signal.SIGKILL)
-        if received:
-            # The command has exited; what it started must not outlive the job either.
-            _, alive = psutil.wait_procs(list(known.values()), timeout=max(0.0, grace - (time.monotonic() - received[0])))
-            for p in alive:
-                try:
-                    p.kill()
-                except psutil.NoSuchProcess:
-                    pass
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-    if code < 0:
-        code = 128 - code
-    return code
 
 
 def cli(argv: list[str] | None = None) -> int:

@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(ceph-mon ceph-mgr ceph-osd ceph-mds radosgw ceph-fuse ceph-common python3-rados python3-cephfs
               python3-venv python3-dev iproute2 procps psmisc fuse3
-              openmpi-bin libopenmpi-dev s3cmd fio)
+              openmpi-bin libopenmpi-dev s3cmd fio
+              slurm-wlm slurmctld slurmd slurm-client munge)   # Slurm: the test cluster (tests/slurm.py)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -6,6 +6,7 @@ when the live process still matches that record, so a recycled pid is never sign
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -157,11 +158,16 @@ class Daemon:
     def start(self) -> ProcessRecord:
         """Start the daemon in the foreground of its own session, so it outlives `up`."""
         out = open(self.out_path, "ab")
+        # SIGTERM stays blocked in the daemon (a mask survives exec): a scheduler's time limit
+        # signals every process of the job, and the storage must stay up while `run` lets CMD
+        # stage out; ramburst itself stops daemons with SIGKILL.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         try:
             self.popen = subprocess.Popen(self.run_args(), stdin=subprocess.DEVNULL, stdout=out,
                                           stderr=subprocess.STDOUT, start_new_session=True,
                                           close_fds=True, env=daemon_env(self.malloc_tuned))
         finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
             out.close()
         try:
             created = psutil.Process(self.popen.pid).create_time()
