@@ -33,7 +33,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .daemon import Daemon
+from ..instance import HostRecord
+from .daemon import Daemon, stop_processes
 
 POLL = 0.02
 MOUNT_CHECK = 1.0
@@ -86,7 +87,6 @@ class OsdGuard:
     def __init__(self, name: str, socket_path: Path, limit: int):
         self.name, self.socket, self.limit = name, socket_path, limit
         self.holding = False
-        self.unsupported = False
 
     def allocated(self) -> int | None:
         try:
@@ -94,14 +94,9 @@ class OsdGuard:
                                                    "counter": "bluestore_allocated"}))
         except (OSError, ValueError):
             return None  # not up yet, gone, or stopped: nothing to guard right now
-        value = answer.get("bluestore", {}).get("bluestore_allocated")
-        if value is None:
-            self.unsupported = True  # memstore: never aborts on ENOSPC, the ratios bound it
-        return value
+        return answer.get("bluestore", {}).get("bluestore_allocated")
 
     def check(self) -> None:
-        if self.unsupported:
-            return
         used = self.allocated()
         if used is None:
             return
@@ -163,8 +158,6 @@ def log(message: str) -> None:
 
 
 def run(conf: Path, host: str, osd_limit: int) -> None:
-    from ..instance import HostRecord
-
     run_dir = conf.parent / "run"
     record_path = conf.parent / "hosts" / f"{host}.json"
     guards: dict[str, OsdGuard] = {}
@@ -178,13 +171,11 @@ def run(conf: Path, host: str, osd_limit: int) -> None:
             if record is None:
                 return  # the instance is being removed
             for p in record.processes:
-                if p.name.startswith("osd.") and p.name not in guards:
+                if osd_limit and p.name.startswith("osd.") and p.name not in guards:
                     guards[p.name] = OsdGuard(p.name, run_dir / f"{p.name}.asok", osd_limit)
             fuse = [p for p in record.processes if p.name.startswith("fuse.") and p.alive()]
             why = watch.stuck() if fuse else None
             if why:
-                from .daemon import stop_processes
-
                 log(f"{why}: ending ceph-fuse, so clients of the mount get ENOTCONN")
                 stop_processes(fuse)
                 watch = MountWatch(watch.socket)
@@ -197,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="ramburst-watchdog")
     parser.add_argument("-c", dest="conf", type=Path, required=True)
     parser.add_argument("--host", required=True)
-    parser.add_argument("--osd-limit", type=int, required=True)
+    parser.add_argument("--osd-limit", type=int, required=True, help="0: no OSD guard (memstore)")
     args = parser.parse_args(argv)
     log(f"watching host {args.host}: OSD data limit {args.osd_limit} bytes, fs requests {STUCK_AFTER:.0f} s")
     try:
