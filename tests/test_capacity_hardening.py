@@ -192,8 +192,9 @@ def release(procs: list[subprocess.Popen], state, stopped: int | None) -> None:
 
 
 @pytest.mark.parametrize("daemon,sig", [("osd.0", signal.SIGKILL), ("osd.0", signal.SIGSTOP),
-                                        ("mds.a", signal.SIGKILL), ("mds.a", signal.SIGSTOP)],
-                         ids=["osd-kill", "osd-stop", "mds-kill", "mds-stop"])
+                                        ("mds.a", signal.SIGKILL), ("mds.a", signal.SIGSTOP),
+                                        ("fuse.h0", signal.SIGSTOP)],
+                         ids=["osd-kill", "osd-stop", "mds-kill", "mds-stop", "fuse-stop"])
 def test_item8_fs_client_never_hangs_when_a_daemon_dies(instance_dir, tmp_path, daemon, sig):
     """Before: `dd ... conv=fsync` on the mount sat in D state until `down`. Now the watchdog
     ends ceph-fuse once a request waited STUCK_AFTER s: dd fails (ENOTCONN) and ends."""
