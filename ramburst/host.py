@@ -82,11 +82,15 @@ def check_binaries(kinds: list[str]) -> dict[str, str]:
 DAEMON_RSS = {"mon": 96 * 2**20, "mgr": 320 * 2**20, "osd": 512 * 2**20,
               "mds": 128 * 2**20, "rgw": 160 * 2**20, "fuse": 96 * 2**20}
 HEADROOM = 1 * 2**30
+# The per-host watchdog (ceph/watchdog.py): a Python process, 24 MiB resident measured.
+WATCHDOG_RSS = 32 * 2**20
 
 
 def memory_needed(size: int, overshoot: int, daemons: dict[str, int]) -> int:
-    """RAM one host may use: the data, writes in flight when it fills, and the daemons."""
-    return size + overshoot + sum(DAEMON_RSS[k] * n for k, n in daemons.items())
+    """RAM one host may use: the data, writes in flight when it fills (the sparse headroom,
+    plan.FULL_HEADROOM per OSD, that the watchdog keeps them inside), the daemons and the
+    watchdog."""
+    return size + overshoot + sum(DAEMON_RSS[k] * n for k, n in daemons.items()) + WATCHDOG_RSS
 
 
 PROMISE_RE = re.compile(r"ramburst-[0-9]+-.+-[0-9a-f]{16}-h[0-9]+-([0-9]+)B")

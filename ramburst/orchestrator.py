@@ -29,6 +29,7 @@ from .ceph.mds import MdsDaemon
 from .ceph.mon import MonDaemon
 from .ceph.osd import OsdDaemon
 from .ceph.rgw import RgwDaemon
+from .ceph.watchdog import Watchdog
 from .config import Config, default_state_root
 from .errors import DeployError, Interrupted, RamburstError, UsageError
 from .instance import HostRecord, InstanceLock, InstanceState
@@ -285,6 +286,14 @@ class Deployment:
         with self.steps.step("osd-start", f"{osd.name} started"):
             self.start(osd)
 
+    def start_watchdog(self) -> None:
+        """The host's watchdog (ceph/watchdog.py): stops a fast fill before BlueStore runs out
+        of room, and ends a ceph-fuse whose requests wait on a dead or stopped backend."""
+        with self.steps.step("watchdog-start", "watchdog started"):
+            # memstore never aborts on ENOSPC (it grows its heap; the ratios bound it): no guard.
+            limit = self.plan.osd_bytes if self.plan.device == "file" else 0
+            self.start(Watchdog(self.host.label, self.layout.conf, self.layout.logs, limit))
+
     def check_daemons(self) -> None:
         for d in self.daemons.values():
             d.check_running()
@@ -517,7 +526,7 @@ def up(config: Config, show_progress: bool = True, comm=None) -> dict:
                             uuids.update(part)
                         comm.agree("OSD registration", (lambda: dep.register_osds(held["admin"], uuids))
                                    if first else None)
-                        comm.agree("OSD start", lambda: [dep.start_osd(o) for o in osds])
+                        comm.agree("OSD start", lambda: ([dep.start_osd(o) for o in osds], dep.start_watchdog()))
 
                         def services():
                             if not first:

@@ -100,10 +100,17 @@ class Plan:
         return self.osd_bytes * len(self.osds) // self.replicas
 
     @property
+    def pool_has_quota(self) -> bool:
+        """The pool gets a quota only when it shares the store with s3 or fs; alone it may
+        fill the requested size (the watchdog keeps the OSD alive at full)."""
+        return "pool" in self.services and any(s in self.services for s in ("s3", "fs"))
+
+    @property
     def service_quota_bytes(self) -> int:
-        """Quota of each of s3 and fs: together they stay below 'full', so one service filling
-        up never leaves the other (or CephFS deletes) waiting on a full cluster."""
-        shared = sum(1 for s in ("s3", "fs") if s in self.services)
+        """Quota of each of s3, fs (and the pool beside them): together they stay below
+        'full', so one service filling up never leaves another (or CephFS deletes) waiting
+        on a full cluster."""
+        shared = sum(1 for s in ("s3", "fs") if s in self.services) + int(self.pool_has_quota)
         return int(0.9 * self.usable_bytes / max(1, shared))
 
     def mount_for(self, label: str) -> Path | None:

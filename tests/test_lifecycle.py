@@ -71,7 +71,7 @@ def test_full_cycle(tmp_path, device, checksums):
         assert "osd.0" in st.stdout and "running" in st.stdout
         js = json.loads(cli("status", "--state-dir", state, "--json").stdout)
         assert js["state"] == "up" and js["osds"]["up"] == 1 and js["device"] == device
-        assert {d["name"] for d in js["daemons"]} == {"mon.a", "mgr.x", "osd.0"}
+        assert {d["name"] for d in js["daemons"]} == {"mon.a", "mgr.x", "osd.0", "watchdog.h0"}
         assert all(d["state"] == "running" and d["pid"] > 0 for d in js["daemons"])
         assert js["checksums"] is checksums and ("checksums on" if checksums else "no checksums") in st.stdout
 

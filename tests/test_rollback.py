@@ -14,7 +14,7 @@ from conftest import RAMBURST, assert_nothing_left, cli, processes_mentioning
 pytestmark = pytest.mark.ceph
 
 STEPS = ["state-dir", "keys", "ram-dir", "mon-mkfs", "osd-mkfs", "mon-start", "mgr-start", "mon-ready",
-         "osd-register", "osd-start", "pool-create", "osd-up", "pool-verify"]
+         "osd-register", "osd-start", "watchdog-start", "pool-create", "osd-up", "pool-verify"]
 
 
 @pytest.mark.parametrize("step", STEPS)

@@ -20,11 +20,12 @@ AWS = str(Path(sys.executable).with_name("aws"))
 
 @pytest.fixture(scope="module")
 def trio(tmp_path_factory):
-    """One instance with pool, s3 and fs, deployed once for the module."""
+    """One instance with pool, s3 and fs, deployed once for the module (4G: each of the three
+    gets a 1.2 GiB quota, room for the just-over-1-GiB file below)."""
     base = tmp_path_factory.mktemp("trio")
     name = unique_name("trio")
     state, mount = base / name, base / "mnt"
-    r = cli("up", "--name", name, "--state-dir", state, "--size", "3G",
+    r = cli("up", "--name", name, "--state-dir", state, "--size", "4G",
             "--service", "pool", "--service", "s3", "--service", "fs", "--mount", mount)
     assert r.returncode == 0, r.stderr
     env = {**os.environ, **json.loads(cli("env", "--state-dir", state, "--json").stdout)}

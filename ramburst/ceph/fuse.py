@@ -85,6 +85,11 @@ def unmount(path: Path, timeout: float = 5, abort=None) -> str:
     return "failed"
 
 
+def fuse_admin_socket(conf: Path, host_label: str) -> Path:
+    """Where a host's ceph-fuse answers admin commands: in the instance's run folder."""
+    return Path(conf).parent / "run" / f"fuse.{host_label}.asok"
+
+
 class FuseMount(Daemon):
     """The ceph-fuse process of one host; its id is the host label."""
 
@@ -107,4 +112,10 @@ class FuseMount(Daemon):
                 f"--fuse_allow_other={'true' if self.shared else 'false'}"]
 
     def run_args(self) -> list[str]:
-        return self.base_args() + ["-f", str(self.mountpoint)]
+        # An admin socket of its own (the [client] section has none), so the watchdog can see
+        # requests that wait too long (objecter_requests, mds_requests).
+        return self.base_args() + ["--admin-socket", str(self.admin_socket), "-f", str(self.mountpoint)]
+
+    @property
+    def admin_socket(self) -> Path:
+        return fuse_admin_socket(self.conf, self.id)

@@ -10,6 +10,12 @@ from ..plan import Plan
 
 def create_pool(admin: AdminClient, plan: Plan) -> None:
     admin.create_pool(plan.pool, plan.pg_num)
+    if plan.pool_has_quota:
+        # Its share next to s3 and fs: the monitor flags the pool full (clients get EDQUOT with
+        # FULL_TRY, others wait), before the OSDs fill and stall the other services too. The
+        # flag lags a fill at RAM speed by seconds; the watchdog bounds that case.
+        admin.command("osd pool set-quota", pool=plan.pool, field="max_bytes",
+                      val=str(plan.service_quota_bytes))
 
 
 def verify_pool(admin: AdminClient, pool: str) -> None:

@@ -1,0 +1,201 @@
+"""The per-host watchdog: what Ceph's own checks do too slowly for a store in RAM.
+
+One small process per host, started by `up` after the OSDs and recorded like a daemon (so
+`down` stops it and `status` lists it). It does two things:
+
+1. **OSD guard.** An OSD checks its failsafe ratio against usage it re-reads once per
+   heartbeat (0.5-1.4 s with `osd_heartbeat_interval = 1`), and the monitor's full flag comes
+   later still; at RAM speed the writes in between overshoot into the backing store's
+   headroom, and when that runs out BlueStore aborts the OSD on ENOSPC. The guard reads each
+   local OSD's live `bluestore_allocated` counter over its admin socket every POLL seconds
+   and, once it reaches the requested size, makes the OSD drop client writes at once
+   (`injectfull failsafe`: exactly what the OSD does itself when its failsafe ratio trips);
+   deletes (FULL_TRY) still pass. Below RESUME of the size it lifts that again. Overshoot
+   is then bounded by POLL x ingest plus BlueStore's own in-flight bytes (docs/faults.md).
+
+2. **fs clients never stuck in the kernel.** ceph-fuse waits forever for an OSD or MDS that
+   died, was stopped, or refuses writes (a full cluster); the process using the mount then
+   sits in D state, which no signal ends. The watchdog asks ceph-fuse for its pending
+   requests (its admin socket: `mds_requests`, `objecter_requests`); when one has waited
+   STUCK_AFTER seconds, or ceph-fuse itself stops answering that long, it kills that
+   ceph-fuse (by its record). The kernel then ends every request on the mount with ENOTCONN
+   ("Transport endpoint is not connected"), and `down` unmounts it as usual.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import socket
+import struct
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ..instance import HostRecord
+from .daemon import Daemon, stop_processes
+
+POLL = 0.02
+MOUNT_CHECK = 1.0
+STUCK_AFTER = 20.0  # as rados_osd_op_timeout (conf.CLIENT_OP_TIMEOUT) for librados clients
+RESUME = 0.98
+ASOK_TIMEOUT = 1.0
+
+
+class Watchdog(Daemon):
+    """The watchdog of one host, run with the interpreter that runs ramburst."""
+
+    kind = "watchdog"
+    malloc_tuned = False
+
+    def __init__(self, ident: str, conf: Path, log_dir: Path, osd_limit: int):
+        super().__init__(ident, sys.executable, conf, log_dir)
+        self.osd_limit = osd_limit
+
+    def run_args(self) -> list[str]:
+        return [self.binary, "-c", "from ramburst.ceph.watchdog import main; main()", "-c", str(self.conf),
+                "--host", self.id, "--osd-limit", str(self.osd_limit)]
+
+
+def asok(path: Path, command: dict, timeout: float = ASOK_TIMEOUT) -> bytes:
+    """One admin-socket command (a JSON request, a length-prefixed answer), without
+    starting the `ceph` CLI: a poll costs well under a millisecond."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(timeout)
+        s.connect(str(path))
+        s.sendall(json.dumps(command).encode() + b"\0")
+        head = b""
+        while len(head) < 4:
+            chunk = s.recv(4 - len(head))
+            if not chunk:
+                raise ConnectionError("admin socket closed")
+            head += chunk
+        size = struct.unpack(">I", head)[0]
+        body = bytearray()
+        while len(body) < size:
+            chunk = s.recv(size - len(body))
+            if not chunk:
+                raise ConnectionError("admin socket closed")
+            body += chunk
+        return bytes(body)
+
+
+class OsdGuard:
+    """Keeps one BlueStore OSD from taking writes past `limit` bytes of data."""
+
+    def __init__(self, name: str, socket_path: Path, limit: int):
+        self.name, self.socket, self.limit = name, socket_path, limit
+        self.holding = False
+
+    def allocated(self) -> int | None:
+        try:
+            answer = json.loads(asok(self.socket, {"prefix": "perf dump", "logger": "bluestore",
+                                                   "counter": "bluestore_allocated"}))
+        except (OSError, ValueError):
+            return None  # not up yet, gone, or stopped: nothing to guard right now
+        return answer.get("bluestore", {}).get("bluestore_allocated")
+
+    def check(self) -> None:
+        used = self.allocated()
+        if used is None:
+            return
+        if not self.holding and used >= self.limit:
+            self._inject("failsafe")
+            self.holding = True
+            log(f"{self.name}: {used} bytes of data reach the size {self.limit}: writes refused")
+        elif self.holding and used < RESUME * self.limit:
+            self._inject("none")
+            self.holding = False
+            log(f"{self.name}: {used} bytes of data: writes accepted again")
+
+    def _inject(self, state: str) -> None:
+        try:
+            asok(self.socket, {"prefix": "injectfull", "type": state, "count": -1})
+        except OSError as e:
+            log(f"{self.name}: injectfull {state} failed: {e}")
+
+
+def oldest_request_age(socket_path: Path) -> float:
+    """Seconds the oldest request of a ceph-fuse to an MDS or OSD has been waiting."""
+    ages = [0.0]
+    # Several pending requests come as repeated "request" keys, so read the stamps as text.
+    text = asok(socket_path, {"prefix": "mds_requests"}).decode(errors="replace")
+    now = datetime.now(timezone.utc)
+    for stamp in re.findall(r'"sent_stamp": "([^"]+)"', text):
+        ages.append((now - datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f%z")).total_seconds())
+    osd = json.loads(asok(socket_path, {"prefix": "objecter_requests"}) or b"{}")
+    ages += [float(op.get("age", 0)) for op in osd.get("ops", [])]
+    return max(ages)
+
+
+class MountWatch:
+    """Ends a host's ceph-fuse when a request of it has waited STUCK_AFTER seconds."""
+
+    def __init__(self, socket_path: Path):
+        self.socket = socket_path
+        self.silent_since: float | None = None
+
+    def stuck(self) -> str | None:
+        try:
+            age = oldest_request_age(self.socket)
+        except FileNotFoundError:
+            return None  # not mounted (yet)
+        except (OSError, ValueError):
+            now = time.monotonic()
+            self.silent_since = self.silent_since or now
+            if now - self.silent_since >= STUCK_AFTER:
+                return f"ceph-fuse has not answered for {now - self.silent_since:.0f} s"
+            return None
+        self.silent_since = None
+        if age >= STUCK_AFTER:
+            return f"a ceph-fuse request has waited {age:.0f} s"
+        return None
+
+
+def log(message: str) -> None:
+    print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} watchdog: {message}", flush=True)
+
+
+def run(conf: Path, host: str, osd_limit: int) -> None:
+    run_dir = conf.parent / "run"
+    record_path = conf.parent / "hosts" / f"{host}.json"
+    guards: dict[str, OsdGuard] = {}
+    watch = MountWatch(run_dir / f"fuse.{host}.asok")
+    next_mount_check = 0.0
+    while True:
+        now = time.monotonic()
+        if now >= next_mount_check:
+            next_mount_check = now + MOUNT_CHECK
+            record = HostRecord.load(record_path)
+            if record is None:
+                return  # the instance is being removed
+            for p in record.processes:
+                if osd_limit and p.name.startswith("osd.") and p.name not in guards:
+                    guards[p.name] = OsdGuard(p.name, run_dir / f"{p.name}.asok", osd_limit)
+            fuse = [p for p in record.processes if p.name.startswith("fuse.") and p.alive()]
+            why = watch.stuck() if fuse else None
+            if why:
+                log(f"{why}: ending ceph-fuse, so clients of the mount get ENOTCONN")
+                stop_processes(fuse)
+                watch = MountWatch(watch.socket)
+        for guard in guards.values():
+            guard.check()
+        time.sleep(POLL)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="ramburst-watchdog")
+    parser.add_argument("-c", dest="conf", type=Path, required=True)
+    parser.add_argument("--host", required=True)
+    parser.add_argument("--osd-limit", type=int, required=True, help="0: no OSD guard (memstore)")
+    args = parser.parse_args(argv)
+    log(f"watching host {args.host}: OSD data limit {args.osd_limit} bytes, fs requests {STUCK_AFTER:.0f} s")
+    try:
+        run(args.conf, args.host, args.osd_limit)
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
