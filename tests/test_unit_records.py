@@ -1,0 +1,65 @@
+"""The records `up` writes and `status`/`env`/`down` read: keys pinned, round trips (no daemons)."""
+from __future__ import annotations
+
+from contextlib import ExitStack
+from dataclasses import replace
+from pathlib import Path
+
+from ramburst.ceph.daemon import ProcessRecord
+from ramburst.config import build_config
+from ramburst.instance import FORMAT, HostRecord, InstanceState
+from ramburst.plan import plan_cluster
+from ramburst.progress import Steps
+
+# The keys of instance.json as of issue 12 (status, env, attach and dashboards read them).
+INSTANCE_KEYS = {"name", "fsid", "state", "pool", "services", "mon_host", "device", "checksums", "replicas",
+                 "hosts", "osds", "osd_bytes", "mount", "s3_endpoint", "conf", "up_pid", "created"}
+
+
+def make_plan(tmp_path, services=("pool",), hosts=("127.0.0.1",), **options):
+    config = replace(build_config(size="1G", services=services, state_dir=str(tmp_path / "state"), name="t1",
+                                  **options), ram_dir=tmp_path / "ram")
+    return plan_cluster(config, list(hosts), "00000000-0000-0000-0000-000000000001", 40001,
+                        40002 if "s3" in services else None, "abcdef0123456789")
+
+
+def instance_meta(plan, state: str) -> dict:
+    from ramburst.orchestrator import Deployment
+
+    binaries = {k: f"/bin/{k}" for k in ("mon", "mgr", "osd", "mds", "rgw", "rgw-admin", "fuse")}
+    with ExitStack() as undo:
+        return Deployment(plan, "h0", binaries, Steps(False), undo).meta(state)
+
+
+def test_instance_record_keys_and_round_trip(tmp_path):
+    plan = make_plan(tmp_path, services=("pool", "s3", "fs"), mount=str(tmp_path / "m"))
+    meta = instance_meta(plan, "up")
+    assert set(meta) == INSTANCE_KEYS
+    assert meta["s3_endpoint"] == "http://127.0.0.1:40002"
+    assert meta["services"] == ["pool", "s3", "fs"] and meta["hosts"] == ["h0"]
+    state = InstanceState(tmp_path / "state")
+    state.dir.mkdir()
+    state.write_meta(meta)
+    back = state.meta()
+    assert back == {"format": FORMAT, **meta}
+    assert state.not_instance_reason() is None
+
+
+def test_instance_record_without_services(tmp_path):
+    meta = instance_meta(make_plan(tmp_path), "deploying")
+    assert meta["state"] == "deploying" and meta["s3_endpoint"] is None and meta["mount"] is None
+
+
+def test_host_record_round_trip(tmp_path):
+    rec = HostRecord(tmp_path / "h0.json", "h0", "127.0.0.1", str(tmp_path / "ram"))
+    rec.add_process(ProcessRecord("mon.a", 1234, 1700000000.5, "/usr/bin/ceph-mon", "/x/ceph.conf"))
+    rec.add_mount(str(tmp_path / "m"), [str(tmp_path / "m")])
+    back = HostRecord.load(tmp_path / "h0.json")
+    assert back == rec
+    assert HostRecord.load(tmp_path / "missing.json") is None
+
+
+def test_failure_log_sits_beside_the_state_folder(tmp_path):
+    from ramburst.orchestrator import failure_log_path
+
+    assert failure_log_path(Path("/a/b/inst")) == Path("/a/b/inst.failed.log")
