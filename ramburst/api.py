@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from . import orchestrator
+from . import lifecycle
 from . import status as status_mod
 from .ceph.admin import load_rados, open_rados
 from .config import Config, build_config, check_name, default_state_root
@@ -91,7 +91,7 @@ class Cluster:
 
     def down(self) -> None:
         self.close()
-        orchestrator.down(self.state_dir, quiet=True)
+        lifecycle.down(self.state_dir, quiet=True)
 
 
 def up(config: Config | None = None, progress: bool = False, config_file: str | Path | None = None,
@@ -99,7 +99,7 @@ def up(config: Config | None = None, progress: bool = False, config_file: str | 
     """Deploy and return the running cluster; the caller must call `down()`."""
     if config is None:
         config = build_config(Path(config_file) if config_file else None, **options)
-    orchestrator.up(config, show_progress=progress)
+    lifecycle.up(config, show_progress=progress)
     return Cluster(config.instance_dir)
 
 

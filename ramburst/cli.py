@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from . import orchestrator
+from . import lifecycle
 from . import status as status_mod
 from .config import Config, build_config, check_name, default_state_root, read_config_file
 from .errors import Interrupted, RamburstError, UsageError
@@ -117,7 +117,7 @@ def up(config_file, mpi, **flags):
     """Deploy an instance and return once its pool takes writes."""
     comm = make_comm(mpi)
     config = make_config(config_file, **flags)
-    orchestrator.up(config, comm=comm)
+    lifecycle.up(config, comm=comm)
     if comm is not None and comm.rank != 0:
         return
     click.echo(f"ramburst: {config.name} is up; use it with: {env_hint(config)}", err=True)
@@ -130,7 +130,7 @@ def down(name, state_dir, config_file, mpi):
     """Remove an instance: processes, RAM, files. Doing it twice is harmless."""
     comm = make_comm(mpi)
     path = instance_dir(name, state_dir, config_file)
-    if not orchestrator.down(path, comm=comm) and (comm is None or comm.rank == 0):
+    if not lifecycle.down(path, comm=comm) and (comm is None or comm.rank == 0):
         click.echo(f"ramburst: nothing to remove at {path}", err=True)
 
 

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .ceph.daemon import ProcessRecord
+from .process import ProcessRecord
 from .errors import UsageError
 
 FORMAT = "ramburst-instance/1"

@@ -20,7 +20,7 @@ import time
 
 import psutil
 
-from . import orchestrator
+from . import lifecycle
 from . import status as status_mod
 from .config import Config
 from .mpi import LocalComm
@@ -164,7 +164,7 @@ def run(config: Config, command: list[str], grace: float = 10.0, comm=None, log=
     prefix = f"rank {comm.rank}: " if comm.size > 1 else ""
     become_subreaper()
     with StopSignals() as stop:  # installed before `up`, so no rank dies of an early signal
-        orchestrator.up(config, comm=comm)
+        lifecycle.up(config, comm=comm)
         keep = {ident(p) for p in descendants(set())}  # the daemons `up` started
         code = 1
         try:
@@ -176,7 +176,7 @@ def run(config: Config, command: list[str], grace: float = 10.0, comm=None, log=
         finally:
             for s in (signal.SIGINT, signal.SIGTERM):  # the teardown is not interrupted
                 signal.signal(s, signal.SIG_IGN)
-            orchestrator.down(config.instance_dir, comm=comm)
+            lifecycle.down(config.instance_dir, comm=comm)
         if stop.agreed is not None:
             log(prefix + f"stopped by signal {stop.agreed}; everything removed, exit {code}")
     return code

@@ -185,7 +185,7 @@ def test_item2_ram_folder_cannot_be_taken_over_by_another_user(tmp_path, attacke
 
 
 def test_item2_failure_log_never_follows_a_symlink(tmp_path):
-    from ramburst.orchestrator import failure_log_path, save_failure_log
+    from ramburst.files import failure_log_path, save_failure_log
 
     state = tmp_path / "s"
     (state / "log").mkdir(parents=True)
@@ -202,7 +202,7 @@ def test_item2_failure_log_never_follows_a_symlink(tmp_path):
 
 
 def test_item2_ram_folder_removal_never_follows_a_symlink(tmp_path):
-    from ramburst import orchestrator
+    from ramburst import files
 
     target = tmp_path / "target"
     target.mkdir()
@@ -210,8 +210,8 @@ def test_item2_ram_folder_removal_never_follows_a_symlink(tmp_path):
     link = Path("/dev/shm") / f"ramburst-{os.getuid()}-hAlink-{secrets.token_hex(4)}"
     link.symlink_to(target)
     try:
-        remove = getattr(orchestrator, "remove_ram_dir", None) or orchestrator.remove_tree_and_empty_parent
-        remove(link / "h0" if remove is orchestrator.remove_tree_and_empty_parent else link)
+        remove = getattr(files, "remove_ram_dir", None) or files.remove_tree_and_empty_parent
+        remove(link / "h0" if remove is files.remove_tree_and_empty_parent else link)
         assert (target / "file").exists()
         remove(link)
         assert (target / "file").exists() and target.is_dir()
@@ -307,10 +307,11 @@ def test_item11_admission_counts_other_instances_promises(tmp_path, attacker):
 def test_item11_instances_started_together_see_each_other(tmp_path, attacker):
     """Room for one more instance, two started at once: at most one is admitted (each
     checks again once its own promise is visible), the other is refused in one line."""
-    from ramburst import host, orchestrator
+    from ramburst import host
     from ramburst.config import build_config
+    from ramburst.lifecycle.admission import memory_promise
 
-    need = orchestrator.memory_promise(build_config(size="1G")) + host.HEADROOM
+    need = memory_promise(build_config(size="1G")) + host.HEADROOM
     promise = psutil.virtual_memory().available - need - need // 2
     other = Path(f"/dev/shm/ramburst-{attacker.pw_uid}-other-{secrets.token_hex(8)}-h0-{promise}B")
     as_user(ATTACKER, "mkdir", "-m", "0700", str(other), check=True)

@@ -102,7 +102,7 @@ def test_up_after_kill_9_of_up_cleans_the_stale_instance(instance_dir):
 
 def test_pid_reuse_is_never_signalled(tmp_path):
     """A record whose pid now belongs to another process is ignored by down."""
-    from ramburst.ceph.daemon import ProcessRecord, stop_processes
+    from ramburst.process import ProcessRecord, stop_processes
 
     sleeper = subprocess.Popen(["sleep", "30"])
     try:

@@ -5,10 +5,10 @@ from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 
-from ramburst.ceph.daemon import ProcessRecord
 from ramburst.config import build_config
 from ramburst.instance import FORMAT, HostRecord, InstanceState
 from ramburst.plan import plan_cluster
+from ramburst.process import ProcessRecord
 from ramburst.progress import Steps
 
 # The keys of instance.json as of issue 12 (status, env, attach and dashboards read them).
@@ -24,7 +24,7 @@ def make_plan(tmp_path, services=("pool",), hosts=("127.0.0.1",), **options):
 
 
 def instance_meta(plan, state: str) -> dict:
-    from ramburst.orchestrator import Deployment
+    from ramburst.lifecycle.deployment import Deployment
 
     binaries = {k: f"/bin/{k}" for k in ("mon", "mgr", "osd", "mds", "rgw", "rgw-admin", "fuse")}
     with ExitStack() as undo:
@@ -60,6 +60,6 @@ def test_host_record_round_trip(tmp_path):
 
 
 def test_failure_log_sits_beside_the_state_folder(tmp_path):
-    from ramburst.orchestrator import failure_log_path
+    from ramburst.files import failure_log_path
 
     assert failure_log_path(Path("/a/b/inst")) == Path("/a/b/inst.failed.log")

@@ -7,7 +7,7 @@ import time
 import uuid
 from pathlib import Path
 
-from .. import orchestrator
+from .. import lifecycle
 from ..api import Cluster
 from ..config import Config
 from ..progress import Steps
@@ -19,10 +19,10 @@ def time_deploys(config: Config, runs: int, steps: Steps) -> list[Row]:
     ups, downs = [], []
     for i in range(runs):
         t = time.perf_counter()
-        orchestrator.up(config, show_progress=False)
+        lifecycle.up(config, show_progress=False)
         ups.append(time.perf_counter() - t)
         t = time.perf_counter()
-        orchestrator.down(config.instance_dir, quiet=True)
+        lifecycle.down(config.instance_dir, quiet=True)
         downs.append(time.perf_counter() - t)
         steps.info(f"deploy {i + 1}/{runs}: up {ups[-1]:.2f} s, down {downs[-1]:.2f} s")
     return [Row.of("deploy", "up", ups, "s"), Row.of("deploy", "down", downs, "s")]
@@ -88,7 +88,7 @@ def run(config: Config | None, state_dir: Path | None, total: int, seconds: floa
         finally:
             cluster.close()
     rows = time_deploys(config, deploys, steps) if deploys else []
-    orchestrator.up(config, show_progress=False)
+    lifecycle.up(config, show_progress=False)
     try:
         cluster = Cluster(config.instance_dir)
         try:
@@ -96,5 +96,5 @@ def run(config: Config | None, state_dir: Path | None, total: int, seconds: floa
         finally:
             cluster.close()
     finally:
-        orchestrator.down(config.instance_dir, quiet=True)
+        lifecycle.down(config.instance_dir, quiet=True)
     return rows

@@ -34,7 +34,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..instance import HostRecord
-from .daemon import Daemon, stop_processes
+from ..process import stop_processes
+from .daemon import Daemon
 
 POLL = 0.02
 MOUNT_CHECK = 1.0

@@ -1,0 +1,115 @@
+"""What `up` checks before it makes anything: binaries, memory, and the instance's folder."""
+from __future__ import annotations
+
+import os
+import shlex
+import stat
+import time
+from pathlib import Path
+
+from .. import host as hostmod
+from ..ceph.fuse import check_mountpoint, fuse_allows_other
+from ..config import Config
+from ..errors import UsageError
+from ..instance import InstanceLock, InstanceState
+from ..plan import FULL_HEADROOM
+from ..progress import Steps
+from .teardown import down
+
+
+def validate(config: Config, host_label: str = "h0") -> tuple[dict[str, str], str]:
+    """Everything that can be checked before anything is made: binaries, interface, memory,
+    the mountpoint."""
+    kinds = ["mon", "mgr", "osd"]
+    if "s3" in config.services:
+        kinds += ["rgw", "rgw-admin"]
+    if "fs" in config.services:
+        kinds += ["mds", "fuse"]
+        check_mountpoint(Path(str(config.mount_path).replace("{host}", host_label)))
+        if not os.access("/dev/fuse", os.R_OK | os.W_OK):
+            raise UsageError("the fs service needs read and write access to /dev/fuse "
+                             "(ask for it, or use --service pool/s3)")
+        if config.share_mount and os.geteuid() != 0 and not fuse_allows_other():
+            raise UsageError("--share-mount needs 'user_allow_other' in /etc/fuse.conf "
+                             "(ask the admin, or leave the mount private)")
+    binaries = hostmod.check_binaries(kinds)
+    address = hostmod.interface_address(config.interface)
+    check_memory(config)
+    if "s3" in config.services:
+        try:
+            import boto3  # noqa: F401
+        except ImportError:
+            raise UsageError("the s3 service needs boto3: pip install boto3") from None
+    return binaries, address
+
+
+def daemon_counts(config: Config) -> dict[str, int]:
+    counts = {"mon": 1, "mgr": 1, "osd": config.osds}
+    if "s3" in config.services:
+        counts["rgw"] = 1
+    if "fs" in config.services:
+        counts.update(mds=1, fuse=1)
+    return counts
+
+
+def memory_promise(config: Config) -> int:
+    """What one host of this instance may grow to (written into its RAM folder's name)."""
+    # memstore holds each object in the OSD's heap at about twice its size (docs/tuning.md).
+    data = config.size * (2 if config.device == "memstore" else 1)
+    return hostmod.memory_needed(data, FULL_HEADROOM * config.osds, daemon_counts(config))
+
+
+def check_memory(config: Config, own_prefix: str | None = None) -> None:
+    data = config.size * (2 if config.device == "memstore" else 1)
+    hostmod.check_memory(data, FULL_HEADROOM * config.osds, daemon_counts(config), config.ram_dir,
+                         own_prefix=own_prefix)
+
+
+def prepare_instance_dir(config: Config, steps: Steps) -> None:
+    """Refuse a name that is up or a folder that is no instance; clear away the remains of
+    an instance that died (killed `up`, crash)."""
+    state = InstanceState(config.instance_dir)
+    if not state.exists():
+        return
+    with InstanceLock(config.instance_dir, config.name):
+        if _being_created(state):
+            raise UsageError(f"instance {config.name!r} is being deployed by another process; nothing was touched")
+        state.check_instance()
+        _clear_dead_instance(config, state, steps)
+
+
+def _being_created(state: InstanceState) -> bool:
+    """A folder of ours made in the last seconds and still without its record: another `up`
+    between its mkdir and its first write."""
+    try:
+        st = os.lstat(state.dir)
+    except FileNotFoundError:
+        return False
+    return (stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and not os.path.lexists(state.meta_path)
+            and time.time() - st.st_mtime < 5
+            and all(n.startswith(f".{state.meta_path.name}.") for n in os.listdir(state.dir)))
+
+
+def _clear_dead_instance(config: Config, state: InstanceState, steps: Steps) -> None:
+    meta = state.meta() or {}
+    how = (f"ramburst down --name {config.name}" if config.state_dir is None
+           else f"ramburst down --state-dir {shlex.quote(str(config.instance_dir))}")
+    if _up_still_running(meta):
+        raise UsageError(f"instance {config.name!r} is being deployed right now by process {meta['up_pid']}")
+    if meta.get("state") == "up" and state.live_processes():
+        raise UsageError(f"instance {config.name!r} is already up; take it down with: {how}")
+    steps.info(f"removing the remains of a dead instance {config.name!r}")
+    down(config.instance_dir, steps=steps, quiet=True)
+
+
+def _up_still_running(meta: dict) -> bool:
+    pid = meta.get("up_pid")
+    if not pid or meta.get("state") == "up" or pid == os.getpid():
+        return False
+    try:
+        import psutil
+
+        p = psutil.Process(pid)
+        return p.create_time() <= meta.get("created", 0) + 1 and "ramburst" in " ".join(p.cmdline())
+    except Exception:
+        return False
