@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -95,18 +96,20 @@ class Cluster:
 
 
 def up(config: Config | None = None, progress: bool = False, config_file: str | Path | None = None,
-       **options: Any) -> Cluster:
-    """Deploy and return the running cluster; the caller must call `down()`."""
+       cancel: threading.Event | None = None, **options: Any) -> Cluster:
+    """Deploy and return the running cluster; the caller must call `down()`. Works from any
+    thread; setting `cancel` from another thread stops this deployment and rolls it back."""
     if config is None:
         config = build_config(Path(config_file) if config_file else None, **options)
-    lifecycle.up(config, show_progress=progress)
+    lifecycle.up(config, show_progress=progress, cancel=cancel)
     return Cluster(config.instance_dir)
 
 
 @contextmanager
-def deploy(config_file: str | Path | None = None, progress: bool = False, **options: Any) -> Iterator[Cluster]:
+def deploy(config_file: str | Path | None = None, progress: bool = False, cancel: threading.Event | None = None,
+           **options: Any) -> Iterator[Cluster]:
     """Deploy for the duration of a `with` block; everything is removed when it ends."""
-    cluster = up(config_file=config_file, progress=progress, **options)
+    cluster = up(config_file=config_file, progress=progress, cancel=cancel, **options)
     try:
         yield cluster
     finally:

@@ -20,12 +20,13 @@ import json
 import os
 import stat
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .process import ProcessRecord
 from .errors import UsageError
+from .process import ProcessRecord
 
 FORMAT = "ramburst-instance/1"
 
@@ -167,11 +168,19 @@ def lock_holder(fd: int) -> int | None:
 class InstanceLock:
     """An exclusive flock on the state folder, held by `up` for its whole run and by `down`.
 
-    Re-entrant within one process (`up` calls `down` to clear a dead instance). The folder
-    is opened with O_NOFOLLOW|O_DIRECTORY, so a symlink is never locked or followed.
+    Re-entrant within one thread (`up` calls `down` to clear a dead instance); another thread
+    of the process opens its own descriptor, and flock refuses it like another process. The
+    folder is opened with O_NOFOLLOW|O_DIRECTORY, so a symlink is never locked or followed.
     """
 
-    _held: dict[str, int] = {}
+    _local = threading.local()
+
+    @classmethod
+    def _held(cls) -> dict[str, int]:
+        """The folders this thread holds."""
+        if not hasattr(cls._local, "held"):
+            cls._local.held = {}
+        return cls._local.held
 
     def __init__(self, state_dir: Path, name: str | None = None):
         self.path = str(Path(state_dir).absolute())
@@ -182,7 +191,7 @@ class InstanceLock:
     def acquire(self, wait: float = 0) -> "InstanceLock":
         """Take the lock; `wait` > 0 retries that long (for the `up` that has just made the
         folder, against another process that only looks at it for a moment)."""
-        if self.path in InstanceLock._held:
+        if self.path in InstanceLock._held():
             self.nested = True
             return self
         try:
@@ -215,12 +224,12 @@ class InstanceLock:
             raise UsageError(f"instance {self.name!r} is being deployed or removed by "
                              f"{f'pid {pid}' if pid else 'another process'}; nothing was touched") from None
         self.fd = fd
-        InstanceLock._held[self.path] = fd
+        InstanceLock._held()[self.path] = fd
         return self
 
     def release(self) -> None:
         if self.fd is not None:
-            InstanceLock._held.pop(self.path, None)
+            InstanceLock._held().pop(self.path, None)
             os.close(self.fd)  # closing the last descriptor drops the flock
             self.fd = None
 

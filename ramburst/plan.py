@@ -70,6 +70,7 @@ class Plan:
     rgw_port: int | None = None
     checksums: bool = False
     share_mount: bool = False
+    ports: dict = field(default_factory=dict)  # service name -> its port on mon_address (metrics)
 
     @property
     def mon_host(self) -> str:
@@ -146,7 +147,8 @@ def ram_folder(config: Config, token: str, label: str, promise: int) -> Path:
 
 
 def plan_cluster(config: Config, addresses: list[str], fsid: str, mon_port: int,
-                 rgw_port: int | None = None, ram_token: str | None = None, promise: int = 0) -> Plan:
+                 rgw_port: int | None = None, ram_token: str | None = None, promise: int = 0,
+                 ports: dict | None = None) -> Plan:
     """Lay out mon, mgr (and mds, radosgw) on the first host, `config.osds` OSDs on every
     host, and a ceph-fuse mount on every host when the fs service is asked for."""
     if config.hosts is not None and config.hosts != len(addresses):
@@ -182,5 +184,5 @@ def plan_cluster(config: Config, addresses: list[str], fsid: str, mon_port: int,
         device=config.device, osd_bytes=config.osd_bytes, services=config.services,
         hosts=tuple(hosts), mount=config.mount_path, failure_domain=failure_domain,
         rgw_port=rgw_port if "s3" in config.services else None, checksums=config.checksums,
-        share_mount=config.share_mount,
+        share_mount=config.share_mount, ports=dict(ports or {}),
     )

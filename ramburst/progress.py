@@ -16,12 +16,13 @@ from rich.markup import escape
 
 from .errors import DeployError
 
-# Set when `up` is interrupted, so that steps running in worker threads give up too.
-CANCELLED = threading.Event()
-
-
 class Steps:
-    def __init__(self, show: bool = True, prefix: str = ""):
+    """`cancel` is the deployment's own: set when its `up` fails or is interrupted (or by the
+    caller of `ramburst.up(cancel=...)`), so its steps in worker threads give up too, and no
+    new step starts. Another deployment in the same process is not touched."""
+
+    def __init__(self, show: bool = True, prefix: str = "", cancel: threading.Event | None = None):
+        self.cancel = cancel if cancel is not None else threading.Event()
         self.console = Console(stderr=True, highlight=False) if show else None
         self.prefix = prefix
         self.start = time.monotonic()
@@ -39,7 +40,9 @@ class Steps:
     @contextmanager
     def step(self, name: str, label: str | None = None):
         """Run one step; fault hooks fire at its start, its end is reported with elapsed time."""
-        inject(name)
+        if self.cancel.is_set():
+            raise DeployError(f"step {name} cancelled")
+        inject(name, self.cancel)
         t0 = time.monotonic()
         yield
         with self._lock:
@@ -54,7 +57,7 @@ def _this_rank() -> str:
     return "0"
 
 
-def inject(step: str) -> None:
+def inject(step: str, cancel: threading.Event | None = None) -> None:
     """Test-only faults; RAMBURST_FAIL_RANK=<n> limits them to one MPI rank."""
     rank = os.environ.get("RAMBURST_FAIL_RANK")
     if rank is not None and rank != _this_rank():
@@ -63,6 +66,6 @@ def inject(step: str) -> None:
         raise DeployError(f"failure injected at step {step} (RAMBURST_FAIL_AT)")
     if os.environ.get("RAMBURST_HANG_AT") == step:
         print(f"ramburst: hanging at step {step} (RAMBURST_HANG_AT)", file=sys.stderr, flush=True)
-        while not CANCELLED.is_set():
+        while cancel is None or not cancel.is_set():
             time.sleep(0.05)
         raise DeployError(f"step {step} cancelled")

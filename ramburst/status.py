@@ -9,7 +9,7 @@ from .ceph.fuse import is_mounted
 from .config import format_size
 from .errors import RamburstError
 from .instance import InstanceState
-from .services import s3 as s3_service
+from .services import REGISTRY, selected
 
 
 class NotUp(RamburstError):
@@ -29,13 +29,8 @@ def environment(state_dir: Path) -> dict[str, str]:
         "RAMBURST_STATE_DIR": str(state_dir),
         "RAMBURST_MON_HOST": meta["mon_host"],
     }
-    if "pool" in meta["services"]:
-        env["RAMBURST_POOL"] = meta["pool"]
-    credentials = Path(state_dir) / "s3" / "credentials"
-    if "s3" in meta["services"] and credentials.exists():
-        env.update(s3_service.read_credentials(credentials).env(credentials))
-    if meta.get("mount"):
-        env["RAMBURST_MOUNT"] = meta["mount"].replace("{host}", local_label(state))
+    for unit in selected(meta["services"]):
+        env.update(unit.environment(meta, Path(state_dir), lambda: local_label(state)))
     return env
 
 
@@ -58,8 +53,7 @@ def collect(state_dir: Path, timeout: float = 5) -> dict:
         "state_dir": str(state_dir), "mon_host": meta["mon_host"], "pool": meta["pool"],
         "services": meta["services"], "device": meta["device"], "replicas": meta["replicas"],
         "checksums": meta.get("checksums", True),
-        "endpoints": {k: v for k, v in (("pool", meta["pool"] if "pool" in meta["services"] else None),
-                                        ("s3", meta.get("s3_endpoint")), ("fs", meta.get("mount"))) if v},
+        "endpoints": {u.name: where for u in selected(meta["services"]) if (where := u.endpoint(meta))},
         "daemons": daemons, "health": None, "checks": {}, "capacity": None, "osds": None,
         "error": None,
         "problems": [f"{d['name']} {d['state']}: {d['reason']}" for d in daemons if d["state"] != "running"],
@@ -226,9 +220,9 @@ def render_text(report: dict) -> str:
     copies = f"{report['replicas']} cop{'y' if report['replicas'] == 1 else 'ies'}"
     sums = "checksums on" if report["checksums"] else "no checksums"
     lines.append(f"services  ({copies}, device {report['device']}, {sums})")
-    labels = {"pool": "pool", "s3": "S3 endpoint", "fs": "mounted at"}
     for service, where in report["endpoints"].items():
-        lines.append(f"  {service:<6}  {labels[service]} {where}")
+        label = REGISTRY[service].label if service in REGISTRY else service
+        lines.append(f"  {service:<6}  {label} {where}")
     lines.append(f"monitor   {report['mon_host']}")
     lines.append("daemons")
     for d in report["daemons"]:

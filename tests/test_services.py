@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 import ramburst
+from ramburst.lifecycle.phases import step_names
+
 from conftest import assert_nothing_left, cli, unique_name
 
 pytestmark = pytest.mark.ceph
@@ -200,8 +202,7 @@ def test_down_with_a_file_held_open(tmp_path):
     assert not (tmp_path / "deep").exists()  # every folder up made is gone
 
 
-NEW_STEPS = ["mountpoint", "fs-create", "mds-start", "rgw-start", "rgw-ready", "s3-user", "s3-ready",
-             "mds-ready", "fs-root", "fs-mount"]
+NEW_STEPS = [s for s in step_names(("pool", "s3", "fs")) if s not in step_names(("pool",))]
 
 
 @pytest.mark.parametrize("step", NEW_STEPS)

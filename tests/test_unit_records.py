@@ -13,7 +13,8 @@ from ramburst.progress import Steps
 
 # The keys of instance.json as of issue 12 (status, env, attach and dashboards read them).
 INSTANCE_KEYS = {"name", "fsid", "state", "pool", "services", "mon_host", "device", "checksums", "replicas",
-                 "hosts", "osds", "osd_bytes", "mount", "s3_endpoint", "conf", "up_pid", "created"}
+                 "hosts", "osds", "osd_bytes", "mount", "s3_endpoint", "conf", "up_pid", "created",
+                 "endpoints"}  # endpoints: added with the service units (where each service is)
 
 
 def make_plan(tmp_path, services=("pool",), hosts=("127.0.0.1",), **options):

@@ -17,7 +17,6 @@ import psutil
 from ..errors import DeployError
 from ..process import ProcessRecord
 
-
 # glibc malloc, which Debian's Ceph uses, maps every buffer over 128 KiB (a 4 MiB message)
 # afresh and returns freed heap tops to the kernel at once, so each 4 MiB write paid for
 # 1024 page faults and zeroing (42 % of the OSD's CPU in a 4 MiB write profile). Buffers up

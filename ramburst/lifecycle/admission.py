@@ -5,50 +5,33 @@ import os
 import shlex
 import stat
 import time
-from pathlib import Path
 
 from .. import host as hostmod
-from ..ceph.fuse import check_mountpoint, fuse_allows_other
 from ..config import Config
 from ..errors import UsageError
 from ..instance import InstanceLock, InstanceState
 from ..plan import FULL_HEADROOM
 from ..progress import Steps
+from ..services import selected
 from .teardown import down
 
 
 def validate(config: Config, host_label: str = "h0") -> tuple[dict[str, str], str]:
-    """Everything that can be checked before anything is made: binaries, interface, memory,
-    the mountpoint."""
-    kinds = ["mon", "mgr", "osd"]
-    if "s3" in config.services:
-        kinds += ["rgw", "rgw-admin"]
-    if "fs" in config.services:
-        kinds += ["mds", "fuse"]
-        check_mountpoint(Path(str(config.mount_path).replace("{host}", host_label)))
-        if not os.access("/dev/fuse", os.R_OK | os.W_OK):
-            raise UsageError("the fs service needs read and write access to /dev/fuse "
-                             "(ask for it, or use --service pool/s3)")
-        if config.share_mount and os.geteuid() != 0 and not fuse_allows_other():
-            raise UsageError("--share-mount needs 'user_allow_other' in /etc/fuse.conf "
-                             "(ask the admin, or leave the mount private)")
-    binaries = hostmod.check_binaries(kinds)
+    """Everything that can be checked before anything is made: each service's own checks
+    (the fs mountpoint, /dev/fuse; boto3 for s3), binaries, interface, memory."""
+    units = selected(config.services)
+    for unit in units:
+        unit.check(config, host_label)
+    binaries = hostmod.check_binaries(["mon", "mgr", "osd", *(b for u in units for b in u.binaries)])
     address = hostmod.interface_address(config.interface)
     check_memory(config)
-    if "s3" in config.services:
-        try:
-            import boto3  # noqa: F401
-        except ImportError:
-            raise UsageError("the s3 service needs boto3: pip install boto3") from None
     return binaries, address
 
 
 def daemon_counts(config: Config) -> dict[str, int]:
     counts = {"mon": 1, "mgr": 1, "osd": config.osds}
-    if "s3" in config.services:
-        counts["rgw"] = 1
-    if "fs" in config.services:
-        counts.update(mds=1, fuse=1)
+    for unit in selected(config.services):
+        counts.update(unit.daemons)
     return counts
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 
 from .. import host as hostmod
@@ -18,21 +18,28 @@ from ..errors import DeployError, Interrupted, RamburstError, UsageError
 from ..files import failure_log_path
 from ..mpi import LocalComm
 from ..plan import new_ram_token, plan_cluster
-from ..progress import CANCELLED, Steps
+from ..progress import Steps
+from ..services import selected
 from .admission import memory_promise, prepare_instance_dir, validate
-from .deployment import Deployment
+from .deployment import Deployment, role_of
+from .phases import run_phases
 
 
 @contextmanager
-def signals_raise():
-    """Turn SIGINT and SIGTERM into an exception in the main thread, so undo runs."""
+def signals_raise(cancel: threading.Event):
+    """Turn SIGINT and SIGTERM into an exception in the main thread, so undo runs. Off the
+    main thread (a web server deploying in a worker) Python allows no handler: the process's
+    own handling stays, and the caller stops this deployment through its `cancel` event."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     previous = {}
 
     def handler(signum, frame):
         # Ignore further signals while the first one unwinds the stack.
         for s in previous:
             signal.signal(s, signal.SIG_IGN)
-        CANCELLED.set()
+        cancel.set()
         raise Interrupted(signum)
 
     for s in (signal.SIGINT, signal.SIGTERM):
@@ -44,17 +51,18 @@ def signals_raise():
             signal.signal(s, h)
 
 
-def up(config: Config, show_progress: bool = True, comm=None) -> dict:
+def up(config: Config, show_progress: bool = True, comm=None, cancel: threading.Event | None = None) -> dict:
     """Deploy the instance `config` describes; with an MPI `comm`, each rank is one host.
 
     Rank 0 makes the shared files and runs mon, mgr (mds, radosgw); every rank makes its OSD
     stores at the same time, starts its OSDs and mounts the fs. Each phase ends with
-    comm.agree, so a failure on any rank rolls back every rank.
+    comm.agree, so a failure on any rank rolls back every rank. Setting `cancel` (from any
+    thread) stops this deployment at its next step and rolls it back.
     """
     comm = comm or LocalComm()
     first = comm.rank == 0
     steps = Steps(show_progress and (first or os.environ.get("RAMBURST_ALL_RANKS_PROGRESS") == "1"),
-                  prefix=f"rank {comm.rank}: " if comm.size > 1 else "")
+                  prefix=f"rank {comm.rank}: " if comm.size > 1 else "", cancel=cancel)
     binaries, address = comm.agree("checks", lambda: validate(config, f"h{comm.rank}"))
     addresses = comm.allgather(address)
     if len(set(addresses)) != len(addresses):
@@ -62,72 +70,22 @@ def up(config: Config, show_progress: bool = True, comm=None) -> dict:
                          "start one rank per host (e.g. mpirun --map-by ppr:1:node)")
     ids = comm.bcast((str(uuid.uuid4()), hostmod.free_port(address),
                       hostmod.free_port(address) if "s3" in config.services else None,
-                      new_ram_token()) if first else None)
-    plan = comm.agree("planning", lambda: plan_cluster(config, addresses, *ids, promise=memory_promise(config)))
-    CANCELLED.clear()
-    held: dict = {}
-    with signals_raise(), ExitStack() as locks:
+                      new_ram_token(),
+                      {u.name: hostmod.free_port(address) for u in selected(config.services) if u.ports})
+                     if first else None)
+    plan = comm.agree("planning", lambda: plan_cluster(config, addresses, *ids[:4], promise=memory_promise(config),
+                                                       ports=ids[4]))
+    with signals_raise(steps.cancel), ExitStack() as locks:
         comm.agree("instance check", (lambda: prepare_instance_dir(config, steps)) if first else None)
         try:
             with ExitStack() as undo:
-                dep = Deployment(plan, f"h{comm.rank}", binaries, steps, undo, locks)
-                if first:
-                    comm.agree("state folder", lambda: (dep.make_state_dir(), dep.write_secrets_and_conf()))
-                else:
-                    comm.agree("state folder")
-                comm.agree("RAM folder", lambda: (dep.make_ram_dir(config), dep.make_mountpoint()))
-                osds = dep.of_kind("osd")
-                with ThreadPoolExecutor(max_workers=max(2, len(osds))) as pool:
-                    mkfs = [pool.submit(dep.mkfs_osd, o) for o in osds]
-                    try:
-                        def core():
-                            if first:
-                                dep.mkfs_mon()
-                                dep.start_mon()
-                                dep.start_mgr()
-                                held["admin"] = dep.connect()
-                            for job in mkfs:
-                                job.result()
-                            return {int(o.id): o.uuid for o in osds}
-
-                        uuids = {}
-                        for part in comm.allgather(comm.agree("monitor and OSD stores", core)):
-                            uuids.update(part)
-                        comm.agree("OSD registration", (lambda: dep.register_osds(held["admin"], uuids))
-                                   if first else None)
-                        comm.agree("OSD start", lambda: ([dep.start_osd(o) for o in osds], dep.start_watchdog()))
-
-                        def services():
-                            if not first:
-                                return
-                            admin = held["admin"]
-                            dep.create_pool(admin)
-                            dep.start_fs(admin)
-                            with steps.step("osd-up", f"{len(plan.osds)} OSD(s) up"):
-                                admin.wait_osds_up(len(plan.osds), 60, check=dep.check_daemons)
-                            # After the OSDs: a radosgw whose first ops find no OSD waits for
-                            # its objecter's 5 s tick to learn the new map.
-                            held["user"] = dep.start_s3(pool)
-                            dep.verify_pool(admin)
-                            dep.ready_s3(held["user"])
-                            dep.wait_mds(admin)
-
-                        comm.agree("services", services)
-                        comm.agree("fs mount", lambda: dep.mount_fs(held.get("admin")))
-                    except BaseException:
-                        CANCELLED.set()
-                        raise
-                    finally:
-                        for job in mkfs + ([held["user"]] if held.get("user") else []):
-                            job.cancel()
-                meta = dep.meta("up")
-                if first:
-                    dep.state.write_meta(meta)
-                    os.unlink(dep.layout.keys / "initial.keyring")
-                comm.agree("finish")
+                dep = Deployment(plan, f"h{comm.rank}", binaries, steps, undo, locks, role_of(comm.rank), config)
+                with dep.workers():
+                    run_phases(comm, dep)
+                meta = dep.final_meta or dep.meta("up")
                 undo.pop_all()
-                if "admin" in held:
-                    held["admin"].close()
+                if dep.admin is not None:
+                    dep.admin.close()
         except (UsageError, Interrupted):
             raise
         except KeyboardInterrupt:

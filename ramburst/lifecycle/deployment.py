@@ -4,20 +4,16 @@ from __future__ import annotations
 import os
 import stat
 import time
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from enum import Enum
+from typing import Any, Callable
 
 from ..ceph import keys
 from ..ceph.admin import AdminClient
 from ..ceph.conf import Layout, render_conf
-from ..ceph.daemon import Daemon, wait_for
-from ..ceph.fuse import (
-    FuseMount,
-    check_mountpoint,
-    create_mountpoint,
-    is_mounted,
-    unmount,
-)
+from ..ceph.daemon import Daemon
+from ..ceph.fuse import FuseMount
 from ..ceph.mds import MdsDaemon
 from ..ceph.mgr import MgrDaemon
 from ..ceph.mon import MonDaemon
@@ -26,32 +22,37 @@ from ..ceph.rgw import RgwDaemon
 from ..ceph.watchdog import Watchdog
 from ..config import Config
 from ..errors import DeployError, UsageError
-from ..files import (
-    make_private_folders,
-    remove_folders,
-    remove_ram_dir,
-    remove_tree,
-    save_failure_log,
-)
+from ..files import make_private_folders, remove_ram_dir, remove_tree, save_failure_log
 from ..instance import HostRecord, InstanceLock, InstanceState
 from ..plan import Plan
-from ..process import stop_processes
+from ..process import ProcessRecord, stop_processes
 from ..progress import Steps
-from ..services import fs as fs_service
-from ..services import pool as pool_service
-from ..services import s3 as s3_service
+from ..services import selected
 from .admission import check_memory
 
 DAEMON_CLASSES = {"mon": MonDaemon, "mgr": MgrDaemon, "osd": OsdDaemon, "mds": MdsDaemon,
                   "rgw": RgwDaemon}
 
 
+class Role(Enum):
+    PRIMARY = "primary"  # rank 0: shared files, mon, mgr, cluster-wide service set-up
+    MEMBER = "member"    # every other rank: its RAM folder, OSDs, mounts
+
+
+def role_of(rank: int) -> Role:
+    return Role.PRIMARY if rank == 0 else Role.MEMBER
+
+
 class Deployment:
     """The steps of `up` for one host of a plan; `undo` collects how to reverse each."""
 
     def __init__(self, plan: Plan, host_label: str, binaries: dict[str, str], steps: Steps,
-                 undo: ExitStack, locks: ExitStack | None = None):
+                 undo: ExitStack, locks: ExitStack | None = None, role: Role | None = None,
+                 config: Config | None = None):
         self.plan = plan
+        self.role = role or (Role.PRIMARY if host_label == "h0" else Role.MEMBER)
+        self.config = config
+        self.units = selected(plan.services)
         self.host = plan.host(host_label)
         self.mount = plan.mount_for(host_label)
         self.layout = Layout(plan)
@@ -73,7 +74,11 @@ class Deployment:
                     # hold twice the data and never give it back (docs/tuning.md).
                     unit.malloc_tuned = False
             self.daemons[d.name] = unit
-        self.s3: s3_service.S3Credentials | None = None
+        self.admin: AdminClient | None = None  # the primary's, once the monitor answers
+        self.gathered: dict[str, list] = {}   # allgathered phase results, by phase name
+        self.final_meta: dict | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._jobs: list[Future] = []
 
     def of_kind(self, kind: str) -> list:
         return [d for d in self.daemons.values() if d.kind == kind]
@@ -109,6 +114,7 @@ class Deployment:
             "mount": str(p.mount) if p.mount else None,
             "s3_endpoint": f"http://{p.mon_address}:{p.rgw_port}" if p.rgw_port else None,
             "conf": str(self.layout.conf), "up_pid": os.getpid(), "created": time.time(),
+            "endpoints": {k: v for u in self.units for k, v in u.facts(p).items()},
         }
 
     def write_secrets_and_conf(self) -> None:
@@ -145,10 +151,32 @@ class Deployment:
             if config is not None:
                 check_memory(config, own_prefix=path.name.rsplit("-", 2)[0] + "-")
 
-    def start(self, daemon: Daemon) -> None:
+    def start(self, daemon: Daemon) -> ProcessRecord:
         record = daemon.start()
         self.record.add_process(record)
         self.undo.callback(stop_processes, [record])
+        return record
+
+    @contextmanager
+    def workers(self):
+        """Worker threads for slow steps (OSD mkfs, the S3 user). On the way out, failed or
+        not, queued jobs are cancelled and running ones joined: before undo removes what they
+        work in."""
+        with ThreadPoolExecutor(max_workers=max(2, len(self.of_kind("osd")))) as pool:
+            self._pool = pool
+            try:
+                yield
+            except BaseException:
+                self.steps.cancel.set()
+                raise
+            finally:
+                for job in self._jobs:
+                    job.cancel()
+
+    def submit(self, fn: Callable[[], Any]) -> Future:
+        job = self._pool.submit(fn)
+        self._jobs.append(job)
+        return job
 
     def mkfs_mon(self) -> None:
         for mon in self.of_kind("mon"):
@@ -208,80 +236,8 @@ class Deployment:
         for d in self.daemons.values():
             d.check_running()
 
-    # --- services ------------------------------------------------------------------------
-
-    def create_pool(self, admin: AdminClient) -> None:
-        if "pool" in self.plan.services:
-            with self.steps.step("pool-create", f"pool {self.plan.pool} created ({self.plan.pg_num} PGs)"):
-                pool_service.create_pool(admin, self.plan)
-
-    def verify_pool(self, admin: AdminClient) -> None:
-        if "pool" in self.plan.services:
-            with self.steps.step("pool-verify", f"pool {self.plan.pool} stores and returns data"):
-                pool_service.verify_pool(admin, self.plan.pool)
-
-    def start_s3(self, pool: ThreadPoolExecutor):
-        """Start radosgw; once it answers, create the S3 user (in the background; running
-        radosgw-admin while radosgw sets up its zone makes both wait ~5 s on each other)."""
-        rgws = self.of_kind("rgw")
-        if not rgws:
-            return None
-        rgw = rgws[0]
-        with self.steps.step("rgw-start", f"radosgw started on {self.host.address}:{self.plan.rgw_port}"):
-            endpoint = f"http://{self.host.address}:{self.plan.rgw_port}"
-            rgw.prepare(self.layout.data(self.host.label, rgw.name))
-            self.start(rgw)
-
-        def make_user():
-            with self.steps.step("rgw-ready", "radosgw answers"):
-                s3_service.wait_http(endpoint, 60, check=rgw.check_running)
-            with self.steps.step("s3-user", f"S3 user {s3_service.S3_USER} with fresh keys"):
-                self.s3 = s3_service.create_user(self.binaries["rgw-admin"], self.layout.conf, endpoint,
-                                                 self.layout.logs / "radosgw-admin.log")
-                s3_service.write_credentials(self.plan.state_dir / "s3", self.s3)
-        return pool.submit(make_user)
-
-    def ready_s3(self, user_job) -> None:
-        if user_job is None:
-            return
-        user_job.result()
-        with self.steps.step("s3-ready", f"S3 endpoint {self.s3.endpoint} answers signed requests"):
-            s3_service.wait_ready(self.s3, 60, check=self.check_daemons)
-
-    def start_fs(self, admin: AdminClient) -> None:
-        for mds in self.of_kind("mds"):
-            with self.steps.step("fs-create", "CephFS created"):
-                fs_service.create_filesystem(admin, self.plan)
-            with self.steps.step("mds-start", f"{mds.name} started"):
-                mds.prepare(self.layout.data(self.host.label, mds.name))
-                self.start(mds)
-
-    def make_mountpoint(self) -> None:
-        if self.mount is None:
-            return
-        with self.steps.step("mountpoint", f"mountpoint {self.mount}"):
-            check_mountpoint(self.mount)
-            made = create_mountpoint(self.mount, 0o755 if self.plan.share_mount else 0o700)
-            self.undo.callback(remove_folders, made)
-            self.record.add_mount(str(self.mount), made)
-
-    def wait_mds(self, admin: AdminClient) -> None:
-        if self.of_kind("mds"):
-            with self.steps.step("mds-ready", "MDS active"):
-                fs_service.wait_mds_active(admin, 60, check=self.check_daemons)
-            with self.steps.step("fs-root", "filesystem root owned by you, quota set"):
-                fs_service.prepare_root(self.layout.conf, self.plan.service_quota_bytes,
-                                        self.plan.share_mount)
-
-    def mount_fs(self, admin: AdminClient | None) -> None:
-        """Mount on this host (root and quota were set by wait_mds)."""
-        fuses = self.of_kind("fuse")
-        if not fuses:
-            return
-        fuse = fuses[0]
-        with self.steps.step("fs-mount", f"CephFS mounted at {self.mount}"):
-            self.start(fuse)
-            fuse_record = self.record.processes[-1]
-            self.undo.callback(unmount, self.mount, 5, lambda: stop_processes([fuse_record]))
-            wait_for(lambda: is_mounted(self.mount), 60, f"the mount at {self.mount}",
-                     check=fuse.check_running)
+    def finish(self) -> None:
+        """The primary marks the instance up and drops the initial keyring (every key in one)."""
+        self.final_meta = self.meta("up")
+        self.state.write_meta(self.final_meta)
+        os.unlink(self.layout.keys / "initial.keyring")

@@ -11,8 +11,19 @@ import time
 from pathlib import Path
 
 from ..ceph.admin import _SYSTEM_DIRS, AdminClient, load_rados
-from ..errors import DeployError
+from ..ceph.daemon import wait_for
+from ..ceph.fuse import (
+    check_mountpoint,
+    create_mountpoint,
+    fuse_allows_other,
+    is_mounted,
+    unmount,
+)
+from ..errors import DeployError, UsageError
+from ..files import remove_folders
 from ..plan import Plan
+from ..process import stop_processes
+from .base import Service
 
 FS_NAME = "ramburst"
 
@@ -91,3 +102,64 @@ def prepare_root(conf: Path, max_bytes: int, shared: bool, uid: int | None = Non
         raise DeployError(f"cannot prepare the filesystem root: {e}") from None
     finally:
         fs.shutdown()
+
+
+class FsService(Service):
+    """A CephFS with one MDS on the primary, mounted by ceph-fuse on every host."""
+
+    name, label = "fs", "mounted at"
+    binaries = ("mds", "fuse")
+    daemons = {"mds": 1, "fuse": 1}
+    steps = {"prepare_host": ("mountpoint",), "create": ("fs-create", "mds-start"),
+             "ready": ("mds-ready", "fs-root"), "attach_host": ("fs-mount",)}
+
+    def check(self, config, host_label) -> None:
+        check_mountpoint(Path(str(config.mount_path).replace("{host}", host_label)))
+        if not os.access("/dev/fuse", os.R_OK | os.W_OK):
+            raise UsageError("the fs service needs read and write access to /dev/fuse "
+                             "(ask for it, or use --service pool/s3)")
+        if config.share_mount and os.geteuid() != 0 and not fuse_allows_other():
+            raise UsageError("--share-mount needs 'user_allow_other' in /etc/fuse.conf "
+                             "(ask the admin, or leave the mount private)")
+
+    def prepare_host(self, host) -> None:
+        if host.mount is None:
+            return
+        with host.steps.step("mountpoint", f"mountpoint {host.mount}"):
+            check_mountpoint(host.mount)
+            made = create_mountpoint(host.mount, 0o755 if host.plan.share_mount else 0o700)
+            host.undo.callback(remove_folders, made)
+            host.record.add_mount(str(host.mount), made)
+
+    def create(self, host) -> None:
+        for mds in host.of_kind("mds"):
+            with host.steps.step("fs-create", "CephFS created"):
+                create_filesystem(host.admin, host.plan)
+            with host.steps.step("mds-start", f"{mds.name} started"):
+                mds.prepare(host.layout.data(host.host.label, mds.name))
+                host.start(mds)
+
+    def ready(self, host) -> None:
+        if host.of_kind("mds"):
+            with host.steps.step("mds-ready", "MDS active"):
+                wait_mds_active(host.admin, 60, check=host.check_daemons)
+            with host.steps.step("fs-root", "filesystem root owned by you, quota set"):
+                prepare_root(host.layout.conf, host.plan.service_quota_bytes, host.plan.share_mount)
+
+    def attach_host(self, host) -> None:
+        """Mount on this host (root and quota were set by `ready`)."""
+        fuses = host.of_kind("fuse")
+        if not fuses:
+            return
+        fuse = fuses[0]
+        with host.steps.step("fs-mount", f"CephFS mounted at {host.mount}"):
+            fuse_record = host.start(fuse)
+            host.undo.callback(unmount, host.mount, 5, lambda: stop_processes([fuse_record]))
+            wait_for(lambda: is_mounted(host.mount), 60, f"the mount at {host.mount}",
+                     check=fuse.check_running)
+
+    def endpoint(self, meta: dict) -> str | None:
+        return meta.get("mount")
+
+    def environment(self, meta, state_dir, host_label) -> dict[str, str]:
+        return {"RAMBURST_MOUNT": meta["mount"].replace("{host}", host_label())} if meta.get("mount") else {}

@@ -6,6 +6,7 @@ import os
 from ..ceph.admin import AdminClient
 from ..errors import DeployError
 from ..plan import Plan
+from .base import Service
 
 
 def create_pool(admin: AdminClient, plan: Plan) -> None:
@@ -27,3 +28,22 @@ def verify_pool(admin: AdminClient, pool: str) -> None:
         ioctx.remove_object("ramburst.ready")
     if back != payload:
         raise DeployError(f"pool {pool} returned different bytes than were written")
+
+
+class PoolService(Service):
+    name, label = "pool", "pool"
+    steps = {"create": ("pool-create",), "ready": ("pool-verify",)}
+
+    def create(self, host) -> None:
+        with host.steps.step("pool-create", f"pool {host.plan.pool} created ({host.plan.pg_num} PGs)"):
+            create_pool(host.admin, host.plan)
+
+    def ready(self, host) -> None:
+        with host.steps.step("pool-verify", f"pool {host.plan.pool} stores and returns data"):
+            verify_pool(host.admin, host.plan.pool)
+
+    def endpoint(self, meta: dict) -> str | None:
+        return meta["pool"]
+
+    def environment(self, meta, state_dir, host_label) -> dict[str, str]:
+        return {"RAMBURST_POOL": meta["pool"]}

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..ceph.keys import write_private
-from ..errors import DeployError
+from ..errors import DeployError, UsageError
+from .base import Service
 
 S3_USER = "ramburst"
 REGION = "us-east-1"  # radosgw accepts any region in signatures; clients want one set
@@ -131,3 +132,57 @@ def wait_ready(creds: S3Credentials, timeout: float, check=None) -> None:
         time.sleep(0.05)
     raise DeployError(f"the S3 endpoint {creds.endpoint} did not answer a signed request "
                       f"within {timeout:.0f} s: {last}")
+
+
+class S3Service(Service):
+    """radosgw on the primary; its S3 user is made in a worker thread once it answers."""
+
+    name, label = "s3", "S3 endpoint"
+    binaries = ("rgw", "rgw-admin")
+    daemons = {"rgw": 1}
+    steps = {"start": ("rgw-start", "rgw-ready", "s3-user"), "ready": ("s3-ready",)}
+
+    def __init__(self):
+        self.user_job = None
+        self.creds: S3Credentials | None = None
+
+    def check(self, config, host_label) -> None:
+        try:
+            import boto3  # noqa: F401
+        except ImportError:
+            raise UsageError("the s3 service needs boto3: pip install boto3") from None
+
+    def start(self, host) -> None:
+        """Start radosgw; once it answers, create the S3 user (in the background; running
+        radosgw-admin while radosgw sets up its zone makes both wait ~5 s on each other)."""
+        rgws = host.of_kind("rgw")
+        if not rgws:
+            return
+        rgw = rgws[0]
+        with host.steps.step("rgw-start", f"radosgw started on {host.host.address}:{host.plan.rgw_port}"):
+            endpoint = f"http://{host.host.address}:{host.plan.rgw_port}"
+            rgw.prepare(host.layout.data(host.host.label, rgw.name))
+            host.start(rgw)
+
+        def make_user():
+            with host.steps.step("rgw-ready", "radosgw answers"):
+                wait_http(endpoint, 60, check=rgw.check_running)
+            with host.steps.step("s3-user", f"S3 user {S3_USER} with fresh keys"):
+                self.creds = create_user(host.binaries["rgw-admin"], host.layout.conf, endpoint,
+                                         host.layout.logs / "radosgw-admin.log")
+                write_credentials(host.plan.state_dir / "s3", self.creds)
+        self.user_job = host.submit(make_user)
+
+    def ready(self, host) -> None:
+        if self.user_job is None:
+            return
+        self.user_job.result()
+        with host.steps.step("s3-ready", f"S3 endpoint {self.creds.endpoint} answers signed requests"):
+            wait_ready(self.creds, 60, check=host.check_daemons)
+
+    def endpoint(self, meta: dict) -> str | None:
+        return meta.get("s3_endpoint")
+
+    def environment(self, meta, state_dir, host_label) -> dict[str, str]:
+        credentials = Path(state_dir) / "s3" / "credentials"
+        return read_credentials(credentials).env(credentials) if credentials.exists() else {}
