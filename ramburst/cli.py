@@ -40,7 +40,7 @@ def up_options(f):
         click.option("--checksums/--no-checksums", default=None,
                      help="BlueStore checksums and OSD data digests (default: off, see docs/tuning.md)."),
         click.option("--service", "services", multiple=True,
-                     help="pool, s3 or fs; repeat for several (default: pool)."),
+                     help="pool, s3, fs or metrics; repeat for several (default: pool)."),
         click.option("--mount", type=click.Path(path_type=Path),
                      help="Where the fs service is mounted (default: ~/ramburst/NAME)."),
         click.option("--share-mount/--no-share-mount", default=None,

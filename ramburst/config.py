@@ -21,7 +21,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised only on older Pythons
     import tomli as tomllib
 
-SERVICES = ("pool", "s3", "fs")
+SERVICES = ("pool", "s3", "fs", "metrics")
 DEVICES = ("file", "memstore")
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")  # always fullmatch: `$` lets a newline in
 POOL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")

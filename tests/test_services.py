@@ -13,6 +13,7 @@ import pytest
 
 import ramburst
 from ramburst.lifecycle.phases import step_names
+from ramburst.services import REGISTRY
 
 from conftest import assert_nothing_left, cli, unique_name
 
@@ -202,15 +203,16 @@ def test_down_with_a_file_held_open(tmp_path):
     assert not (tmp_path / "deep").exists()  # every folder up made is gone
 
 
-NEW_STEPS = [s for s in step_names(("pool", "s3", "fs")) if s not in step_names(("pool",))]
+NEW_STEPS = [s for s in step_names(REGISTRY) if s not in step_names(("pool",))]  # every service's steps
 
 
 @pytest.mark.parametrize("step", NEW_STEPS)
 def test_failure_at_each_service_step_rolls_back(instance_dir, tmp_path, step):
     name, state = instance_dir
     mount = tmp_path / "m"
-    r = cli("up", "--name", name, "--state-dir", state, "--size", "1G", "--service", "pool",
-            "--service", "s3", "--service", "fs", "--mount", mount, env={"RAMBURST_FAIL_AT": step})
+    services = [a for service in REGISTRY for a in ("--service", service)]
+    r = cli("up", "--name", name, "--state-dir", state, "--size", "1G", *services, "--mount", mount,
+            env={"RAMBURST_FAIL_AT": step})
     assert r.returncode == 1, r.stderr
     assert f"failure injected at step {step}" in r.stderr.splitlines()[-1]
     assert_nothing_left(name, state)

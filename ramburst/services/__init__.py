@@ -6,10 +6,11 @@ from typing import Iterable
 
 from .base import Service
 from .fs import FsService
+from .metrics import MetricsService
 from .pool import PoolService
 from .s3 import S3Service
 
-REGISTRY: dict[str, type[Service]] = {s.name: s for s in (PoolService, S3Service, FsService)}
+REGISTRY: dict[str, type[Service]] = {s.name: s for s in (PoolService, S3Service, FsService, MetricsService)}
 
 
 def selected(names: Iterable[str]) -> tuple[Service, ...]:

@@ -1,0 +1,57 @@
+"""The metrics service: Prometheus metrics of the whole cluster from the mgr's own exporter
+(the prometheus mgr module), on the instance's address and a free port (never 9283, the
+module's default, which a second instance or a node exporter would already hold)."""
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from ..ceph.daemon import wait_for
+from ..errors import UsageError
+from .base import Service
+
+MGR_MODULES = Path("/usr/share/ceph/mgr")  # Debian/Ubuntu's ceph-mgr-modules-core
+
+
+def answers_200(url: str) -> bool:
+    """The exporter answers 503 "No cached data available yet" until its first collection."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status == 200
+    except (urllib.error.HTTPError, OSError):
+        return False
+
+
+class MetricsService(Service):
+    name, label = "metrics", "metrics at"
+    ports = 1
+    steps = {"start": ("metrics-start",), "ready": ("metrics-ready",)}
+
+    def check(self, config, host_label) -> None:
+        if not (MGR_MODULES / "prometheus" / "module.py").is_file():
+            raise UsageError(f"the metrics service needs the mgr prometheus module ({MGR_MODULES}/prometheus): "
+                             "sudo apt-get install ceph-mgr-modules-core")
+
+    def facts(self, plan) -> dict[str, str]:
+        return {"metrics": f"http://{plan.mon_address}:{plan.ports['metrics']}/metrics"}
+
+    def start(self, host) -> None:
+        url = self.facts(host.plan)["metrics"]
+        with host.steps.step("metrics-start", f"metrics exporter on {url}"):
+            # The options first: the module reads them when it starts serving. `force`: the
+            # monitor learns the mgr's modules and their options only once the new mgr has
+            # reported them (check() made sure the module is installed).
+            for key, value in (("server_addr", host.plan.mon_address), ("server_port", host.plan.ports["metrics"])):
+                host.admin.command("config set", who="mgr", name=f"mgr/prometheus/{key}", value=str(value),
+                                   force=True)
+            host.admin.command("mgr module enable", module="prometheus", force="--force")
+
+    def ready(self, host) -> None:
+        url = self.facts(host.plan)["metrics"]
+        with host.steps.step("metrics-ready", "metrics answer"):
+            wait_for(lambda: answers_200(url), 60, f"the metrics endpoint {url}", interval=0.05,
+                     check=host.check_daemons)
+
+    def environment(self, meta, state_dir, host_label) -> dict[str, str]:
+        return {"RAMBURST_METRICS_URL": meta["endpoints"]["metrics"]}
