@@ -9,8 +9,8 @@ import json
 import os
 import shlex
 import shutil
-import tempfile
 import sys
+import tempfile
 from pathlib import Path
 
 import click

@@ -10,9 +10,10 @@ import dataclasses
 import os
 import re
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .errors import UsageError
 
@@ -116,7 +117,7 @@ class Config:
     def osd_bytes(self) -> int:
         return self.size // self.osds
 
-    def validate(self) -> "Config":
+    def validate(self) -> Config:
         check_name(self.name)
         if not POOL_RE.fullmatch(self.pool):
             raise UsageError(f"pool {self.pool!r} must be 1-64 letters, digits, '.', '-' or '_'")
@@ -162,7 +163,7 @@ _BOOL_WORDS = {"true": True, "yes": True, "on": True, "1": True,
                "false": False, "no": False, "off": False, "0": False}
 
 
-def _coerce(key: str, value: Any, origin: str) -> Any:
+def _coerce(key: str, value: Any, origin: str) -> Any:  # noqa: C901 - one case per option kind
     try:
         if key == "size":
             return parse_size(value)
@@ -230,7 +231,7 @@ _DISTRAX_SERVICES = {"pool": "pool", "gateway": "s3", "filesystem": "fs"}
 _DISTRAX_RAM_TYPES = {"brd": "file", "ram": "file", "tmpfs": "file", "file": "file", "memstore": "memstore"}
 
 
-def read_distrax_ini(path: Path) -> dict[str, Any]:
+def read_distrax_ini(path: Path) -> dict[str, Any]:  # noqa: C901, PLR0915 - a table of cases; wants a table
     """Map a DisTRaX config ([setup] + [ram]) onto ramburst options; refuse what cannot map."""
     parser = configparser.ConfigParser(interpolation=None)  # a '%' in a value is just a '%'
     try:

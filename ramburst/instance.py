@@ -74,7 +74,7 @@ class HostRecord:
         self.save()
 
     @classmethod
-    def load(cls, path: Path) -> "HostRecord | None":
+    def load(cls, path: Path) -> HostRecord | None:
         data = read_json(path)
         if data is None:
             return None
@@ -188,7 +188,7 @@ class InstanceLock:
         self.fd: int | None = None
         self.nested = False
 
-    def acquire(self, wait: float = 0) -> "InstanceLock":
+    def acquire(self, wait: float = 0) -> InstanceLock:
         """Take the lock; `wait` > 0 retries that long (for the `up` that has just made the
         folder, against another process that only looks at it for a moment)."""
         if self.path in InstanceLock._held():
@@ -233,7 +233,7 @@ class InstanceLock:
             os.close(self.fd)  # closing the last descriptor drops the flock
             self.fd = None
 
-    def __enter__(self) -> "InstanceLock":
+    def __enter__(self) -> InstanceLock:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:

@@ -21,7 +21,7 @@ class ProcessRecord:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict) -> "ProcessRecord":
+    def from_json(cls, data: dict) -> ProcessRecord:
         return cls(**data)
 
     def process(self) -> psutil.Process | None:

@@ -16,6 +16,7 @@ from rich.markup import escape
 
 from .errors import DeployError
 
+
 class Steps:
     """`cancel` is the deployment's own: set when its `up` fails or is interrupted (or by the
     caller of `ramburst.up(cancel=...)`), so its steps in worker threads give up too, and no

@@ -47,7 +47,7 @@ class StopSignals:
         self.agreed: int | None = None  # received on any rank (set by `supervise`)
         self.previous: dict = {}
 
-    def __enter__(self) -> "StopSignals":
+    def __enter__(self) -> StopSignals:
         for s in (signal.SIGINT, signal.SIGTERM):
             self.previous[s] = signal.signal(s, self.handle)
         return self

@@ -198,20 +198,7 @@ def render_text(report: dict) -> str:
             lines.append(f"          {problem}")
     cap = report["capacity"]
     if cap:
-        pct = 100 * cap["used_bytes"] / max(1, cap["usable_bytes"])
-        lines.append(f"capacity  {format_size(cap['used_bytes'])} used of {format_size(cap['usable_bytes'])} "
-                     f"({pct:.0f}%), {format_size(cap['avail_bytes'])} available")
-        if "objects_bytes" in cap:
-            lines.append(f"          used = {format_size(cap['objects_bytes'])} of objects (all copies) + "
-                         f"{format_size(cap['metadata_bytes'])} of BlueStore's own metadata")
-        if cap.get("over_bytes"):
-            lines.append(f"          {format_size(cap['over_bytes'])} past the full mark: writes in flight when "
-                         "it was reached, landed in the OSDs' headroom (not lost, not more room)")
-        if cap["state"] == "full":
-            lines.append("          FULL: writes are refused (clients get an error after "
-                         "their op timeout); delete data, or deploy with a larger --size")
-        elif cap["state"] == "nearfull":
-            lines.append("          NEAR FULL: writes will be refused soon")
+        lines += _capacity_lines(cap)
     elif report["health"]:
         lines.append("capacity  (not reported yet: the manager is starting)")
     if report["osds"]:
@@ -229,3 +216,21 @@ def render_text(report: dict) -> str:
         lines.append(f"  {d['name']:<10} {d['host']:<4} {d['address']:<15} pid {d['pid']:<8} {d['state']}"
                      + (f" ({d['reason']})" if d["state"] != "running" else ""))
     return "\n".join(lines)
+
+
+def _capacity_lines(cap: dict) -> list[str]:
+    pct = 100 * cap["used_bytes"] / max(1, cap["usable_bytes"])
+    lines = [f"capacity  {format_size(cap['used_bytes'])} used of {format_size(cap['usable_bytes'])} "
+             f"({pct:.0f}%), {format_size(cap['avail_bytes'])} available"]
+    if "objects_bytes" in cap:
+        lines.append(f"          used = {format_size(cap['objects_bytes'])} of objects (all copies) + "
+                     f"{format_size(cap['metadata_bytes'])} of BlueStore's own metadata")
+    if cap.get("over_bytes"):
+        lines.append(f"          {format_size(cap['over_bytes'])} past the full mark: writes in flight when "
+                     "it was reached, landed in the OSDs' headroom (not lost, not more room)")
+    if cap["state"] == "full":
+        lines.append("          FULL: writes are refused (clients get an error after "
+                     "their op timeout); delete data, or deploy with a larger --size")
+    elif cap["state"] == "nearfull":
+        lines.append("          NEAR FULL: writes will be refused soon")
+    return lines

@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
+.venv/bin/ruff check ramburst tests scripts  # lint only (pyproject.toml [tool.ruff]); no format check
 exec .venv/bin/python -m pytest -ra "$@"

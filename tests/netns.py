@@ -60,7 +60,7 @@ class Hosts:
         self.addresses = [f"10.77.0.{i}" for i in range(1, count + 1)]
         self.agent = folder / "netns-agent"
 
-    def create(self) -> "Hosts":
+    def create(self) -> Hosts:
         cleanup()
         sh("ip", "link", "add", BRIDGE, "type", "bridge")
         sh("ip", "addr", "add", "10.77.0.254/24", "dev", BRIDGE)

@@ -106,7 +106,7 @@ class Cluster:
         self.startup_seconds = 0.0
 
     # -- set-up ---------------------------------------------------------------------------
-    def start(self) -> "Cluster":
+    def start(self) -> Cluster:
         cleanup()
         t0 = time.monotonic()
         # Readable by all but writable by root only: jobs of an ordinary user reach munged's
@@ -210,7 +210,8 @@ PartitionName=rb Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=Y
 
     def start_daemons(self) -> None:
         log = open(self.folder / "log" / "daemons.out", "ab")
-        common = dict(stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, env=self.env)
+        common = {"stdin": subprocess.DEVNULL, "stdout": log, "stderr": log, "start_new_session": True,
+                  "env": self.env}
         # slurmctld must run on a host named like SlurmctldHost: a UTS namespace of its own.
         self.pids["slurmctld"] = subprocess.Popen(
             ["unshare", "--uts", "sh", "-c", f'hostname {CONTROLLER[1]} && exec slurmctld -D -i -f "{self.conf}"'],

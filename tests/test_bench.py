@@ -5,8 +5,9 @@ import json
 
 import pytest
 
-from conftest import cli
 from ramburst.bench.report import Row, attach_baselines, table, to_json
+
+from conftest import cli
 
 
 def test_ratios_against_tmpfs_of_the_same_workload():

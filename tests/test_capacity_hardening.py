@@ -17,10 +17,11 @@ import psutil
 import pytest
 
 import ramburst
-from conftest import assert_nothing_left, cli
 from ramburst.ceph.admin import load_rados
 from ramburst.ceph.watchdog import STUCK_AFTER
 from ramburst.plan import FULL_HEADROOM
+
+from conftest import assert_nothing_left, cli
 
 pytestmark = pytest.mark.ceph
 
@@ -231,7 +232,7 @@ def test_item5_pool_filled_beside_fs_leaves_no_fs_client_stuck(instance_dir, tmp
                                       capture_output=True, text=True, timeout=60, check=True).stdout)
     quota = next(p["quota_max_bytes"] for p in pools if p["pool_name"] == "ramburst")
     fs_quota = int(os.getxattr(str(mount), "ceph.quota.max_bytes"))
-    assert 0 < quota and quota + fs_quota < 2**30, (quota, fs_quota)
+    assert quota > 0 and quota + fs_quota < 2**30, (quota, fs_quota)
     (mount / "before").write_bytes(b"x" * 4096)
 
     fill_at_full_speed(state, 2**30, "p")

@@ -11,15 +11,16 @@ import json
 import os
 import subprocess
 import time
-from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
 import ramburst
-from conftest import cli
 from ramburst.ceph.admin import load_rados
 from ramburst.plan import BLUESTORE_META, FULL_HEADROOM
+
+from conftest import cli
 
 pytestmark = pytest.mark.ceph
 
@@ -135,7 +136,7 @@ def test_pool_full_errors_and_keeps_data(instance_dir, device):
                     f"acknowledged objects and {len(unacked)} unacknowledged ones")
                 time.sleep(0.5)
         assert cluster.get("after-delete") == b"x" * 4096
-        assert read_back(conf, "ramburst", {k: v for k, v in list(acked.items())[len(acked) // 2:]}) == []
+        assert read_back(conf, "ramburst", dict(list(acked.items())[len(acked) // 2:])) == []
     finally:
         cluster.close()
 

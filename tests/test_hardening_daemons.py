@@ -13,7 +13,6 @@ import pwd
 import signal
 import stat
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ import psutil
 import pytest
 
 import ramburst
+
 from conftest import assert_nothing_left, cli, unique_name
 
 pytestmark = pytest.mark.ceph
@@ -211,7 +211,8 @@ def test_item6_loaded_environment_does_not_leak_into_the_next_up(tmp_path, monke
             s3.create_bucket(Bucket="only-in-b")
         finally:
             cluster.close()
-        assert "only-in-b" not in [x["Name"] for x in ramburst.attach(state_dir=sa).s3_client().list_buckets()["Buckets"]]
+        buckets = ramburst.attach(state_dir=sa).s3_client().list_buckets()["Buckets"]
+        assert "only-in-b" not in [x["Name"] for x in buckets]
         # down b with a's environment loaded leaves a up.
         assert cli("down", "--state-dir", sb, env=loaded).returncode == 0
         assert_nothing_left(b, sb)

@@ -375,7 +375,7 @@ def test_item12_down_and_up_during_up_are_refused(tmp_path):
 def test_item12_two_ups_of_one_name_at_once(tmp_path):
     """Started together, one `up` wins; the other says why in one line (never a traceback)
     and leaves the winner intact."""
-    for trial in range(15):  # the old race hit about 1 trial in 8
+    for _trial in range(15):  # the old race hit about 1 trial in 8
         name = unique_name("hA")
         state = tmp_path / name
         args = [RAMBURST, "up", "--name", name, "--state-dir", str(state), "--size", "1G"]

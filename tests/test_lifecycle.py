@@ -8,6 +8,7 @@ import subprocess
 import pytest
 
 import ramburst
+
 from conftest import assert_nothing_left, cli, mon_port, unique_name
 
 pytestmark = pytest.mark.ceph
@@ -47,7 +48,8 @@ def test_full_cycle(tmp_path, device, checksums):
         assert env["RAMBURST_POOL"] == "ramburst" and env["RAMBURST_NAME"] == name
         payload = tmp_path / "in.bin"
         payload.write_bytes(os.urandom(3 * 2**20 + 17))
-        subprocess.run(["rados", "-p", env["RAMBURST_POOL"], "put", "obj", str(payload)], env=env, check=True, timeout=60)
+        subprocess.run(["rados", "-p", env["RAMBURST_POOL"], "put", "obj", str(payload)], env=env, check=True,
+                       timeout=60)
         got = tmp_path / "out.bin"
         subprocess.run(["rados", "-p", env["RAMBURST_POOL"], "get", "obj", str(got)], env=env, check=True, timeout=60)
         assert got.read_bytes() == payload.read_bytes()

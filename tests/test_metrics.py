@@ -34,7 +34,8 @@ def test_metrics_scraped_from_the_instance_address(instance_dir):
     status = cli("status", "--state-dir", state, "--json")
     report = json.loads(status.stdout)
     assert report["endpoints"]["metrics"] == url
-    assert "mgr.x" in {d["name"] for d in report["daemons"] if d["state"] == "running"}  # the module restart kept it ours
+    running = {d["name"] for d in report["daemons"] if d["state"] == "running"}
+    assert "mgr.x" in running  # still the process we started after the module's restart
     port = mon_port(state)
     r = cli("down", "--state-dir", state)
     assert r.returncode == 0, r.stderr

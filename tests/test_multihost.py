@@ -65,10 +65,11 @@ def test_three_hosts_share_pool_s3_and_fs(hosts, tmp_path):
         # s3: the endpoint on host 1 is used from host 2 and host 3
         s3 = ("import boto3,sys; from botocore.config import Config; "
               "c=boto3.client('s3', config=Config(s3={'addressing_style':'path'})); ")
-        w = hosts.run_in("rbmh2", PY, "-c", s3 + "c.create_bucket(Bucket='multihost'); c.put_object(Bucket='multihost', Key='k', Body=b'from h1')",
-                         env=env_on(hosts, "rbmh2", state))
+        put = "c.create_bucket(Bucket='multihost'); c.put_object(Bucket='multihost', Key='k', Body=b'from h1')"
+        w = hosts.run_in("rbmh2", PY, "-c", s3 + put, env=env_on(hosts, "rbmh2", state))
         assert w.returncode == 0, w.stderr
-        r = hosts.run_in("rbmh3", PY, "-c", s3 + "print(c.get_object(Bucket='multihost', Key='k')['Body'].read().decode())", env=e3)
+        get = "print(c.get_object(Bucket='multihost', Key='k')['Body'].read().decode())"
+        r = hosts.run_in("rbmh3", PY, "-c", s3 + get, env=e3)
         assert r.returncode == 0 and r.stdout.strip() == "from h1", r.stderr
         # fs: mounted on every host; a file written through host 1's mount is read through host 3's
         assert e1["RAMBURST_MOUNT"] == str(mounts[0]) and e3["RAMBURST_MOUNT"] == str(mounts[2])

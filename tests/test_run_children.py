@@ -67,7 +67,8 @@ def test_item9_daemonised_child_with_open_file_on_mount_ends_on_sigterm(instance
     fs mount is killed (after the grace) before the unmount, and nothing is left."""
     name, state = instance_dir
     pidfile, mnt = tmp_path / "pids", tmp_path / "mnt"
-    script = (f"( exec >/dev/null 2>&1; setsid sh -c 'trap \"\" TERM; exec 3>\"$RAMBURST_MOUNT/held\"; echo $$ >> {pidfile}; "
+    script = (f"( exec >/dev/null 2>&1; setsid sh -c 'trap \"\" TERM; exec 3>\"$RAMBURST_MOUNT/held\"; "
+              f"echo $$ >> {pidfile}; "
               f"while :; do sleep 1; done' & ); sleep 600")
     proc = start_run(state, name, "--service", "fs", "--mount", str(mnt), cmd=["sh", "-c", script], grace=2)
     try:

@@ -221,8 +221,8 @@ def test_time_limit_every_rank_stops_and_stages_out_without_epilog(cluster, tmp_
     info = cluster.wait_job(job, timeout=240)
     assert info["JobState"] == "TIMEOUT", info
     log = check_stopped_cleanly(folder, out, 3)
-    print("\ntime-limit run, job log:\n" + "\n".join(l for l in log.splitlines() if "ramburst" in l or "srun" in l
-                                                       or "slurmstepd" in l), file=sys.stderr)
+    print("\ntime-limit run, job log:\n" + "\n".join(line for line in log.splitlines() if "ramburst" in line
+                                                       or "srun" in line or "slurmstepd" in line), file=sys.stderr)
     check_job_gone(job, tmp_path)
 
 
@@ -339,7 +339,8 @@ def test_batch_job_as_an_ordinary_user(cluster, slurm_user):
         script = work / "job.sh"
         script.write_text("#!/bin/bash\n"
                           f'srun --mpi=pmix -N "$SLURM_NNODES" --ntasks-per-node=1 {RAMBURST} run --mpi '
-                          f'--interface eth0 --size 1G --name "job$SLURM_JOB_ID" --service pool --service s3 -- {cmd}\n')
+                          f'--interface eth0 --size 1G --name "job$SLURM_JOB_ID" --service pool --service s3 '
+                          f'-- {cmd}\n')
         (work / "state").mkdir()
         subprocess.run(["chown", "-R", f"{USER}:", str(work)], check=True)
         env = {"HOME": slurm_user.pw_dir, "USER": USER, "LOGNAME": USER, "XDG_STATE_HOME": str(work / "state"),

@@ -42,7 +42,8 @@ def test_cycle_as_plain_user(plain_user):
             assert int(uid_line.split()[1]) == plain_user.pw_uid, d
         env = json.loads(cli("env", "--name", name, "--json", user=USER).stdout)
         put = subprocess.run(["runuser", "-u", USER, "--", "env", *[f"{k}={v}" for k, v in env.items()],
-                              "sh", "-c", 'echo data | rados -p "$RAMBURST_POOL" put o - && rados -p "$RAMBURST_POOL" get o -'],
+                              "sh", "-c",
+                              'echo data | rados -p "$RAMBURST_POOL" put o - && rados -p "$RAMBURST_POOL" get o -'],
                              capture_output=True, text=True, timeout=60)
         assert put.returncode == 0 and put.stdout == "data\n", put.stderr
         aws = os.path.join(os.path.dirname(RAMBURST), "aws")

@@ -21,7 +21,7 @@ class Row:
     baseline_samples: list[float] = field(default_factory=list)
 
     @classmethod
-    def of(cls, path: str, workload: str, samples: list[float], unit: str) -> "Row":
+    def of(cls, path: str, workload: str, samples: list[float], unit: str) -> Row:
         return cls(path, workload, statistics.median(samples), unit, samples=list(samples))
 
     def pass_ratios(self) -> list[float]:

@@ -83,7 +83,7 @@ class AdminClient:
     def close(self) -> None:
         self.cluster.shutdown()
 
-    def __enter__(self) -> "AdminClient":
+    def __enter__(self) -> AdminClient:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -4,9 +4,10 @@ no rank waits in a collective another never enters. Service units add their step
 their hooks; `step_names` lists every step a deployment runs (RAMBURST_FAIL_AT names)."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from ..services import Service, selected
 from .deployment import Deployment, Role

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
 
 from .. import host as hostmod
@@ -82,7 +83,7 @@ def unmount_hosts(hosts: list[HostRecord], steps: Steps) -> None:
         fuses = [p for p in h.processes if p.name.startswith("fuse.")]
         for m in h.mounts:
             if is_mounted(Path(m["path"])):
-                how = unmount(Path(m["path"]), abort=lambda: stop_processes(fuses))
+                how = unmount(Path(m["path"]), abort=partial(stop_processes, fuses))
                 steps.info(f"{m['path']}: {how}")
                 if how == "failed":
                     raise RamburstError(f"cannot unmount {m['path']}; processes using it: "

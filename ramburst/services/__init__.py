@@ -2,7 +2,7 @@
 registered; its order is the order of the hooks inside each phase of `up`."""
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from .base import Service
 from .fs import FsService

@@ -9,8 +9,9 @@ ProcessRecord, check_daemons(), submit(fn) -> Future (the deployment's worker th
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Mapping
+from typing import Any, Callable, ClassVar
 
 from ..config import Config
 

@@ -23,7 +23,8 @@ class S3Credentials:
     user: str = S3_USER
 
     def env(self, credentials_file: Path) -> dict[str, str]:
-        return {"S3CMD_CONFIG": str(credentials_file.with_name("s3cfg")),"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key,
+        return {"S3CMD_CONFIG": str(credentials_file.with_name("s3cfg")),
+                "AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key,
                 "AWS_ENDPOINT_URL": self.endpoint, "AWS_DEFAULT_REGION": REGION,
                 "RAMBURST_S3_ENDPOINT": self.endpoint, "RAMBURST_S3_CREDENTIALS": str(credentials_file)}
 
@@ -80,8 +81,8 @@ def client(creds: S3Credentials):
     import boto3
     from botocore.config import Config
 
-    options = dict(s3={"addressing_style": "path"}, retries={"max_attempts": 2},
-                   connect_timeout=5, read_timeout=60)
+    options = {"s3": {"addressing_style": "path"}, "retries": {"max_attempts": 2},
+               "connect_timeout": 5, "read_timeout": 60}
     try:
         # botocore >= 1.36 adds a CRC32 of every body by default, which radosgw 16 does not
         # keep; computing it cost the client 2 % of the CPU of a 4 MiB PUT (docs/tuning.md).
