@@ -48,16 +48,19 @@ def test_item4_deploy_works_off_the_main_thread(tmp_path):
     assert_nothing_left(name, state, seen["port"])
 
 
-def test_item4_cancel_from_outside_rolls_that_deployment_back(tmp_path, monkeypatch):
+def test_item4_cancel_from_outside_rolls_that_deployment_back(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("RAMBURST_HANG_AT", "osd-up")  # read by the deploying thread's steps
     name = unique_name("thc")
     state = tmp_path / name
     cancel = threading.Event()
     t, out = run_in_thread(lambda: ramburst.up(name=name, state_dir=str(state), size="1G", cancel=cancel))
-    for _ in range(600):  # until it hangs at osd-up: the instance is half made
-        if (state / "hosts" / "h0.json").exists() and "osd." in (state / "hosts" / "h0.json").read_text():
+    said = ""
+    for _ in range(1200):  # until it hangs at osd-up: the instance is half made, its daemons run
+        said += capsys.readouterr().err
+        if "hanging at step osd-up" in said:
             break
         t.join(0.1)
+    assert "hanging at step osd-up" in said
     port = mon_port(state)
     cancel.set()
     t.join(120)
