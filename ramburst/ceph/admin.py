@@ -8,11 +8,11 @@ import json
 import os
 import sys
 import sysconfig
-import time
 from pathlib import Path
 from typing import Any
 
 from ..errors import DeployError, RamburstError
+from ..wait import wait_until
 
 _SYSTEM_DIRS = ("/usr/lib/python3/dist-packages", "/usr/lib64/python3*/site-packages",
                 "/usr/local/lib/python3*/dist-packages")
@@ -118,18 +118,15 @@ class AdminClient:
         self.command("osd pool application enable", pool=name, app=application,
                      yes_i_really_mean_it=True)
 
-    def wait_osds_up(self, count: int, timeout: float, check=None) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            stat = self.command("osd stat")
-            if stat.get("num_up_osds", 0) >= count:
-                return
-            if check is not None:
-                check()
-            if time.monotonic() > deadline:
-                raise DeployError(f"only {stat.get('num_up_osds', 0)} of {count} OSDs came up "
-                                  f"within {timeout:.0f} s")
-            time.sleep(0.02)
+    def wait_osds_up(self, count: int, timeout: float, check=None, cancel=None) -> None:
+        up = [0]
+
+        def all_up() -> bool:
+            up[0] = self.command("osd stat").get("num_up_osds", 0)
+            return up[0] >= count
+
+        wait_until(all_up, timeout, "the OSDs", check=check, cancel=cancel,
+                   failure=lambda: f"only {up[0]} of {count} OSDs came up within {timeout:.0f} s")
 
     def ioctx(self, pool: str):
         return self.cluster.open_ioctx(pool)

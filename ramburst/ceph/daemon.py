@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import psutil
@@ -137,17 +136,3 @@ def last_line(path: Path) -> str:
         if "error" in ln.lower() or "failed" in ln.lower() or "abort" in ln.lower():
             return ln[-300:]
     return lines[-1][-300:] if lines else "(no output)"
-
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.02, check=None):
-    """Poll `predicate` until it returns a truthy value; `check` may raise early."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if check is not None:
-            check()
-        if time.monotonic() > deadline:
-            raise DeployError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)

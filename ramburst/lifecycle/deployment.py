@@ -28,6 +28,7 @@ from ..plan import Plan
 from ..process import ProcessRecord, stop_processes
 from ..progress import Steps
 from ..services import selected
+from ..wait import Timeouts
 from .admission import check_memory
 
 DAEMON_CLASSES = {"mon": MonDaemon, "mgr": MgrDaemon, "osd": OsdDaemon, "mds": MdsDaemon,
@@ -96,7 +97,8 @@ class Deployment:
                 InstanceLock(self.plan.state_dir, self.plan.name).acquire().release()  # busy: says by whom
                 raise UsageError(f"state folder {self.plan.state_dir} already exists") from None
             # ours by the mkdir: wait out another `up` or `down` that only looks at it
-            self.locks.enter_context(InstanceLock(self.plan.state_dir, self.plan.name).acquire(wait=5))
+            self.locks.enter_context(InstanceLock(self.plan.state_dir, self.plan.name).acquire(
+                wait=Timeouts.LOCK_AFTER_MKDIR))
             self.undo.callback(remove_tree, self.plan.state_dir)
             self.undo.callback(save_failure_log, self.plan.state_dir)
             self.state.write_meta(self.meta("deploying"))
@@ -201,7 +203,7 @@ class Deployment:
     def connect(self) -> AdminClient:
         with self.steps.step("mon-ready", "monitor answers"):
             mons = self.of_kind("mon")
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + Timeouts.MON_ANSWERS
             while True:
                 for m in mons:
                     m.check_running()

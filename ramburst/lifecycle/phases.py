@@ -10,6 +10,7 @@ from functools import partial
 from typing import Any, Callable
 
 from ..services import Service, selected
+from ..wait import Timeouts
 from .deployment import Deployment, Role
 
 
@@ -68,7 +69,7 @@ def services(dep: Deployment) -> None:
     for unit in dep.units:
         unit.create(dep)
     with dep.steps.step("osd-up", f"{len(dep.plan.osds)} OSD(s) up"):
-        dep.admin.wait_osds_up(len(dep.plan.osds), 60, check=dep.check_daemons)
+        dep.admin.wait_osds_up(len(dep.plan.osds), Timeouts.OSDS_UP, check=dep.check_daemons, cancel=dep.steps.cancel)
     # After the OSDs: a radosgw whose first ops find no OSD waits for its objecter's 5 s tick
     # to learn the new map.
     for unit in dep.units:

@@ -7,11 +7,9 @@ import importlib.util
 import os
 import sys
 import sysconfig
-import time
 from pathlib import Path
 
 from ..ceph.admin import _SYSTEM_DIRS, AdminClient, load_rados
-from ..ceph.daemon import wait_for
 from ..ceph.fuse import (
     check_mountpoint,
     create_mountpoint,
@@ -23,6 +21,7 @@ from ..errors import DeployError, UsageError
 from ..files import remove_folders
 from ..plan import Plan
 from ..process import stop_processes
+from ..wait import Timeouts, wait_until
 from .base import Service
 
 FS_NAME = "ramburst"
@@ -36,19 +35,13 @@ def create_filesystem(admin: AdminClient, plan: Plan) -> None:
     admin.command("fs new", fs_name=FS_NAME, metadata=meta, data=data)
 
 
-def wait_mds_active(admin: AdminClient, timeout: float, check=None) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        fsmap = admin.command("fs dump")
-        for fs in fsmap.get("filesystems", []):
-            info = fs["mdsmap"].get("info", {})
-            if any(i.get("state") == "up:active" for i in info.values()):
-                return
-        if check is not None:
-            check()
-        if time.monotonic() > deadline:
-            raise DeployError(f"no MDS became active within {timeout:.0f} s")
-        time.sleep(0.05)
+def wait_mds_active(admin: AdminClient, timeout: float, check=None, cancel=None) -> None:
+    def active() -> bool:
+        return any(i.get("state") == "up:active" for fs in admin.command("fs dump").get("filesystems", [])
+                   for i in fs["mdsmap"].get("info", {}).values())
+
+    wait_until(active, timeout, "an active MDS", interval=0.05, check=check, cancel=cancel,
+               failure=lambda: f"no MDS became active within {timeout:.0f} s")
 
 
 def load_cephfs():
@@ -142,7 +135,7 @@ class FsService(Service):
     def ready(self, host) -> None:
         if host.of_kind("mds"):
             with host.steps.step("mds-ready", "MDS active"):
-                wait_mds_active(host.admin, 60, check=host.check_daemons)
+                wait_mds_active(host.admin, Timeouts.MDS_ACTIVE, check=host.check_daemons, cancel=host.steps.cancel)
             with host.steps.step("fs-root", "filesystem root owned by you, quota set"):
                 prepare_root(host.layout.conf, host.plan.service_quota_bytes, host.plan.share_mount)
 
@@ -154,9 +147,9 @@ class FsService(Service):
         fuse = fuses[0]
         with host.steps.step("fs-mount", f"CephFS mounted at {host.mount}"):
             fuse_record = host.start(fuse)
-            host.undo.callback(unmount, host.mount, 5, lambda: stop_processes([fuse_record]))
-            wait_for(lambda: is_mounted(host.mount), 60, f"the mount at {host.mount}",
-                     check=fuse.check_running)
+            host.undo.callback(unmount, host.mount, Timeouts.UNMOUNT, lambda: stop_processes([fuse_record]))
+            wait_until(lambda: is_mounted(host.mount), Timeouts.MOUNTED, f"the mount at {host.mount}",
+                       check=fuse.check_running, cancel=host.steps.cancel)
 
     def endpoint(self, meta: dict) -> str | None:
         return meta.get("mount")

@@ -7,8 +7,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from ..ceph.daemon import wait_for
 from ..errors import UsageError
+from ..wait import Timeouts, wait_until
 from .base import Service
 
 MGR_MODULES = Path("/usr/share/ceph/mgr")  # Debian/Ubuntu's ceph-mgr-modules-core
@@ -50,8 +50,8 @@ class MetricsService(Service):
     def ready(self, host) -> None:
         url = self.facts(host.plan)["metrics"]
         with host.steps.step("metrics-ready", "metrics answer"):
-            wait_for(lambda: answers_200(url), 60, f"the metrics endpoint {url}", interval=0.05,
-                     check=host.check_daemons)
+            wait_until(lambda: answers_200(url), Timeouts.METRICS_HTTP, f"the metrics endpoint {url}", interval=0.05,
+                       check=host.check_daemons, cancel=host.steps.cancel)
 
     def environment(self, meta, state_dir, host_label) -> dict[str, str]:
         return {"RAMBURST_METRICS_URL": meta["endpoints"]["metrics"]}

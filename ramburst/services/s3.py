@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..ceph.keys import write_private
 from ..errors import DeployError, UsageError
+from ..wait import Timeouts, wait_until
 from .base import Service
 
 S3_USER = "ramburst"
@@ -94,45 +94,42 @@ def client(creds: S3Credentials):
                         aws_secret_access_key=creds.secret_key, region_name=REGION, config=config)
 
 
-def wait_http(endpoint: str, timeout: float, check=None) -> None:
+def wait_http(endpoint: str, timeout: float, check=None, cancel=None) -> None:
     """Until the gateway answers HTTP at all (an anonymous request)."""
     import urllib.error
     import urllib.request
 
-    deadline = time.monotonic() + timeout
-    while True:
+    def answers() -> bool:
         try:
             urllib.request.urlopen(endpoint, timeout=2).close()
-            return
+            return True
         except urllib.error.HTTPError:
-            return  # any HTTP answer means the frontend is serving
+            return True  # any HTTP answer means the frontend is serving
         except OSError:
-            pass
-        if check is not None:
-            check()
-        if time.monotonic() > deadline:
-            raise DeployError(f"radosgw did not answer at {endpoint} within {timeout:.0f} s")
-        time.sleep(0.05)
+            return False
+
+    wait_until(answers, timeout, f"radosgw at {endpoint}", interval=0.05, check=check, cancel=cancel,
+               failure=lambda: f"radosgw did not answer at {endpoint} within {timeout:.0f} s")
 
 
-def wait_ready(creds: S3Credentials, timeout: float, check=None) -> None:
+def wait_ready(creds: S3Credentials, timeout: float, check=None, cancel=None) -> None:
     """Until the gateway answers a signed request (ListBuckets) with this user's keys."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     s3 = client(creds)
-    deadline = time.monotonic() + timeout
-    last = ""
-    while time.monotonic() < deadline:
+    last = [""]
+
+    def answers() -> bool:
         try:
             s3.list_buckets()
-            return
+            return True
         except (BotoCoreError, ClientError) as e:
-            last = str(e)
-        if check is not None:
-            check()
-        time.sleep(0.05)
-    raise DeployError(f"the S3 endpoint {creds.endpoint} did not answer a signed request "
-                      f"within {timeout:.0f} s: {last}")
+            last[0] = str(e)
+            return False
+
+    wait_until(answers, timeout, f"the S3 endpoint {creds.endpoint}", interval=0.05, check=check, cancel=cancel,
+               failure=lambda: f"the S3 endpoint {creds.endpoint} did not answer a signed request "
+                               f"within {timeout:.0f} s: {last[0]}")
 
 
 class S3Service(Service):
@@ -167,7 +164,7 @@ class S3Service(Service):
 
         def make_user():
             with host.steps.step("rgw-ready", "radosgw answers"):
-                wait_http(endpoint, 60, check=rgw.check_running)
+                wait_http(endpoint, Timeouts.RGW_HTTP, check=rgw.check_running, cancel=host.steps.cancel)
             with host.steps.step("s3-user", f"S3 user {S3_USER} with fresh keys"):
                 self.creds = create_user(host.binaries["rgw-admin"], host.layout.conf, endpoint,
                                          host.layout.logs / "radosgw-admin.log")
@@ -179,7 +176,7 @@ class S3Service(Service):
             return
         self.user_job.result()
         with host.steps.step("s3-ready", f"S3 endpoint {self.creds.endpoint} answers signed requests"):
-            wait_ready(self.creds, 60, check=host.check_daemons)
+            wait_ready(self.creds, Timeouts.S3_SIGNED, check=host.check_daemons, cancel=host.steps.cancel)
 
     def endpoint(self, meta: dict) -> str | None:
         return meta.get("s3_endpoint")
