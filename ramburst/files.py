@@ -8,9 +8,11 @@ import stat
 import tempfile
 from pathlib import Path
 
+from .layout import Layout
+
 
 def failure_log_path(state_dir: Path) -> Path:
-    return state_dir.with_name(state_dir.name + ".failed.log")
+    return Layout(state_dir).failure_log
 
 
 def save_failure_log(state_dir: Path) -> Path | None:
@@ -19,7 +21,8 @@ def save_failure_log(state_dir: Path) -> Path | None:
     Written to a fresh 0600 temporary file, then renamed over the predictable name: a
     symlink planted there is replaced, never followed; where the rename is not allowed
     (someone else's file in a sticky folder) there is no log rather than a wrong one."""
-    logs = sorted((state_dir / "log").glob("*")) if (state_dir / "log").is_dir() else []
+    folder = Layout(state_dir).logs
+    logs = sorted(folder.glob("*")) if folder.is_dir() else []
     if not logs:
         return None
     dest = failure_log_path(state_dir)

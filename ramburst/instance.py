@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import UsageError
+from .layout import Layout
 from .process import ProcessRecord
 
 FORMAT = "ramburst-instance/1"
@@ -88,8 +89,9 @@ class InstanceState:
 
     def __init__(self, state_dir: Path):
         self.dir = Path(state_dir)
-        self.meta_path = self.dir / "instance.json"
-        self.hosts_dir = self.dir / "hosts"
+        self.layout = Layout(self.dir)
+        self.meta_path = self.layout.instance_file
+        self.hosts_dir = self.layout.hosts
 
     def exists(self) -> bool:
         return os.path.lexists(self.dir)
@@ -130,7 +132,7 @@ class InstanceState:
         write_json(self.meta_path, {"format": FORMAT, **data})
 
     def host(self, label: str, address: str, ram_dir: Path) -> HostRecord:
-        rec = HostRecord(self.hosts_dir / f"{label}.json", label, address, str(ram_dir))
+        rec = HostRecord(self.layout.host_record(label), label, address, str(ram_dir))
         rec.save()
         return rec
 

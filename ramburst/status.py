@@ -9,6 +9,7 @@ from .ceph.fuse import is_mounted
 from .config import format_size
 from .errors import RamburstError
 from .instance import InstanceState
+from .layout import Layout
 from .services import REGISTRY, selected
 
 
@@ -24,7 +25,7 @@ def environment(state_dir: Path) -> dict[str, str]:
         raise NotUp(f"no instance at {state_dir}")
     env = {
         "CEPH_CONF": meta["conf"],
-        "CEPH_KEYRING": str(Path(state_dir) / "keys" / "client.admin.keyring"),
+        "CEPH_KEYRING": str(Layout(state_dir).keyring("client.admin")),
         "RAMBURST_NAME": meta["name"],
         "RAMBURST_STATE_DIR": str(state_dir),
         "RAMBURST_MON_HOST": meta["mon_host"],
@@ -109,7 +110,7 @@ def check_daemon(record, host, state_dir: Path, meta: dict, timeout: float) -> t
     kind = record.name.split(".", 1)[0]
     if kind == "fuse":
         return check_mounts([Path(m["path"]) for m in host.mounts], timeout)
-    socket_path = Path(state_dir) / "run" / f"{record.name}.asok"
+    socket_path = Layout(state_dir).asok(record.name)
     try:
         asok_command(socket_path, {"prefix": "version"}, timeout)
     except OSError as e:

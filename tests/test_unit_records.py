@@ -64,3 +64,15 @@ def test_failure_log_sits_beside_the_state_folder(tmp_path):
     from ramburst.files import failure_log_path
 
     assert failure_log_path(Path("/a/b/inst")) == Path("/a/b/inst.failed.log")
+
+
+def test_layout_owns_every_path(tmp_path):
+    from ramburst.layout import Layout
+
+    lay = Layout(tmp_path / "inst")
+    inside = [lay.conf, lay.instance_file, lay.keys, lay.logs, lay.run, lay.hosts, lay.s3, lay.credentials,
+              lay.initial_keyring, lay.keyring("client.admin"), lay.log("mon.a"), lay.asok("osd.0"),
+              lay.host_record("h0")]
+    assert all(p.is_relative_to(lay.state) for p in inside)
+    assert lay.failure_log == tmp_path / "inst.failed.log"  # beside, so it outlives the folder
+    assert Layout.of_conf(lay.conf).keyring("client.admin") == tmp_path / "inst/keys/client.admin.keyring"

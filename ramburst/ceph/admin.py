@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DeployError, RamburstError
+from ..layout import Layout
 from ..wait import wait_until
 
 _SYSTEM_DIRS = ("/usr/lib/python3/dist-packages", "/usr/lib64/python3*/site-packages",
@@ -56,7 +57,7 @@ def open_rados(conf: Path, name: str = "client.admin", settings: dict[str, str] 
     from .daemon import ENV_LOCK, is_client_variable
 
     rados = load_rados()
-    keyring = Path(conf).parent / "keys" / f"{name}.keyring"
+    keyring = Layout.of_conf(conf).keyring(name)
     settings = {"keyring": str(keyring), **(settings or {})}
     with ENV_LOCK:
         hidden = {k: os.environ.pop(k) for k in list(os.environ) if is_client_variable(k)}

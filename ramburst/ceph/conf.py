@@ -8,30 +8,19 @@ import base64
 import os
 from pathlib import Path
 
+from ..layout import Layout as StateLayout
 from ..plan import Plan
 
 
-class Layout:
-    """Paths of one instance: the shared state folder and each host's RAM folder."""
+class Layout(StateLayout):
+    """Paths of one instance: the shared state folder (layout.py) and each host's RAM folder."""
 
     def __init__(self, plan: Plan):
+        super().__init__(plan.state_dir)
         self.plan = plan
-        self.state = plan.state_dir
-        self.conf = self.state / "ceph.conf"
-        self.keys = self.state / "keys"
-        self.logs = self.state / "log"
-        self.run = self.state / "run"
-        self.hosts = self.state / "hosts"
-        self.instance_file = self.state / "instance.json"
-
-    def keyring(self, entity: str) -> Path:
-        return self.keys / f"{entity}.keyring"
 
     def data(self, host_label: str, daemon_name: str) -> Path:
         return self.plan.host(host_label).ram_dir / daemon_name
-
-    def log(self, daemon_name: str) -> Path:
-        return self.logs / f"{daemon_name}.log"
 
 
 CLIENT_OP_TIMEOUT = 20

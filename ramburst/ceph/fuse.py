@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 from ..errors import UsageError
+from ..layout import Layout
 from .daemon import Daemon
 
 
@@ -87,7 +88,7 @@ def unmount(path: Path, timeout: float = 5, abort=None) -> str:
 
 def fuse_admin_socket(conf: Path, host_label: str) -> Path:
     """Where a host's ceph-fuse answers admin commands: in the instance's run folder."""
-    return Path(conf).parent / "run" / f"fuse.{host_label}.asok"
+    return Layout.of_conf(conf).asok(f"fuse.{host_label}")
 
 
 class FuseMount(Daemon):

@@ -34,6 +34,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..instance import HostRecord
+from ..layout import Layout
 from ..process import stop_processes
 from .daemon import Daemon
 
@@ -159,10 +160,11 @@ def log(message: str) -> None:
 
 
 def run(conf: Path, host: str, osd_limit: int) -> None:
-    run_dir = conf.parent / "run"
-    record_path = conf.parent / "hosts" / f"{host}.json"
+    layout = Layout.of_conf(conf)
+    run_dir = layout.run
+    record_path = layout.host_record(host)
     guards: dict[str, OsdGuard] = {}
-    watch = MountWatch(run_dir / f"fuse.{host}.asok")
+    watch = MountWatch(layout.asok(f"fuse.{host}"))
     next_mount_check = 0.0
     while True:
         now = time.monotonic()

@@ -130,7 +130,7 @@ class Deployment:
                         keys.write_private(self.layout.keyring(mon.name), keys.render_keyring({entity: secret}))
                 else:
                     keys.write_private(self.layout.keyring(entity), keys.render_keyring({entity: secret}))
-            keys.write_private(self.layout.keys / "initial.keyring", keys.render_keyring(secrets))
+            keys.write_private(self.layout.initial_keyring, keys.render_keyring(secrets))
             keys.write_private(self.layout.conf, render_conf(self.plan, self.layout))
 
     # --- this host ---------------------------------------------------------------------
@@ -183,7 +183,7 @@ class Deployment:
     def mkfs_mon(self) -> None:
         for mon in self.of_kind("mon"):
             with self.steps.step("mon-mkfs", f"{mon.name} store made"):
-                mon.mkfs(self.layout.data(self.host.label, mon.name), self.layout.keys / "initial.keyring")
+                mon.mkfs(self.layout.data(self.host.label, mon.name), self.layout.initial_keyring)
 
     def mkfs_osd(self, osd: OsdDaemon) -> None:
         with self.steps.step("osd-mkfs", f"{osd.name} {self.plan.device} store made"):
@@ -242,4 +242,4 @@ class Deployment:
         """The primary marks the instance up and drops the initial keyring (every key in one)."""
         self.final_meta = self.meta("up")
         self.state.write_meta(self.final_meta)
-        os.unlink(self.layout.keys / "initial.keyring")
+        os.unlink(self.layout.initial_keyring)

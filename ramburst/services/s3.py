@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..ceph.keys import write_private
 from ..errors import DeployError, UsageError
+from ..layout import Layout
 from ..wait import Timeouts, wait_until
 from .base import Service
 
@@ -168,7 +169,7 @@ class S3Service(Service):
             with host.steps.step("s3-user", f"S3 user {S3_USER} with fresh keys"):
                 self.creds = create_user(host.binaries["rgw-admin"], host.layout.conf, endpoint,
                                          host.layout.logs / "radosgw-admin.log")
-                write_credentials(host.plan.state_dir / "s3", self.creds)
+                write_credentials(host.layout.s3, self.creds)
         self.user_job = host.submit(make_user)
 
     def ready(self, host) -> None:
@@ -182,5 +183,5 @@ class S3Service(Service):
         return meta.get("s3_endpoint")
 
     def environment(self, meta, state_dir, host_label) -> dict[str, str]:
-        credentials = Path(state_dir) / "s3" / "credentials"
+        credentials = Layout(state_dir).credentials
         return read_credentials(credentials).env(credentials) if credentials.exists() else {}
