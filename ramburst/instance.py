@@ -27,6 +27,7 @@ from pathlib import Path
 
 from .errors import UsageError
 from .layout import Layout
+from .model import Instance
 from .process import ProcessRecord
 
 FORMAT = "ramburst-instance/1"
@@ -127,6 +128,13 @@ class InstanceState:
 
     def meta(self) -> dict | None:
         return read_json(self.meta_path)
+
+    def instance(self) -> Instance | None:
+        data = self.meta()
+        return Instance.from_json(data) if data is not None else None
+
+    def write_instance(self, inst: Instance) -> None:
+        self.write_meta(inst.to_json())
 
     def write_meta(self, data: dict) -> None:
         write_json(self.meta_path, {"format": FORMAT, **data})

@@ -10,6 +10,7 @@ from .config import format_size
 from .errors import RamburstError
 from .instance import InstanceState
 from .layout import Layout
+from .model import Instance
 from .services import REGISTRY, selected
 
 
@@ -20,18 +21,18 @@ class NotUp(RamburstError):
 def environment(state_dir: Path) -> dict[str, str]:
     """The variables a Ceph client needs to use the instance (what `ramburst env` exports)."""
     state = InstanceState(state_dir)
-    meta = state.meta()
-    if meta is None:
+    inst = state.instance()
+    if inst is None:
         raise NotUp(f"no instance at {state_dir}")
     env = {
-        "CEPH_CONF": meta["conf"],
+        "CEPH_CONF": inst.conf,
         "CEPH_KEYRING": str(Layout(state_dir).keyring("client.admin")),
-        "RAMBURST_NAME": meta["name"],
+        "RAMBURST_NAME": inst.name,
         "RAMBURST_STATE_DIR": str(state_dir),
-        "RAMBURST_MON_HOST": meta["mon_host"],
+        "RAMBURST_MON_HOST": inst.mon_host,
     }
-    for unit in selected(meta["services"]):
-        env.update(unit.environment(meta, Path(state_dir), lambda: local_label(state)))
+    for unit in selected(inst.services):
+        env.update(unit.environment(inst, Path(state_dir), lambda: local_label(state)))
     return env
 
 
@@ -45,16 +46,16 @@ def local_label(state: InstanceState) -> str:
 
 def collect(state_dir: Path, timeout: float = 5) -> dict:
     state = InstanceState(state_dir)
-    meta = state.meta()
-    if meta is None:
+    inst = state.instance()
+    if inst is None:
         raise NotUp(f"instance at {state_dir} is not up (no state)")
-    daemons = check_daemons(state, meta, timeout=min(2.0, timeout))
+    daemons = check_daemons(state, inst, timeout=min(2.0, timeout))
     report: dict = {
-        "name": meta["name"], "state": meta["state"], "fsid": meta["fsid"],
-        "state_dir": str(state_dir), "mon_host": meta["mon_host"], "pool": meta["pool"],
-        "services": meta["services"], "device": meta["device"], "replicas": meta["replicas"],
-        "checksums": meta.get("checksums", True),
-        "endpoints": {u.name: where for u in selected(meta["services"]) if (where := u.endpoint(meta))},
+        "name": inst.name, "state": inst.state, "fsid": inst.fsid,
+        "state_dir": str(state_dir), "mon_host": inst.mon_host, "pool": inst.pool,
+        "services": list(inst.services), "device": inst.device, "replicas": inst.replicas,
+        "checksums": inst.checksums,
+        "endpoints": {u.name: where for u in selected(inst.services) if (where := u.endpoint(inst))},
         "daemons": daemons, "health": None, "checks": {}, "capacity": None, "osds": None,
         "error": None,
         "problems": [f"{d['name']} {d['state']}: {d['reason']}" for d in daemons if d["state"] != "running"],
@@ -63,7 +64,7 @@ def collect(state_dir: Path, timeout: float = 5) -> dict:
         report["error"] = "the monitor is not running or not answering"
         return report
     try:
-        with AdminClient(Path(meta["conf"]), timeout=timeout) as admin:
+        with AdminClient(Path(inst.conf), timeout=timeout) as admin:
             st = admin.command("status", timeout=timeout)
             report["health"] = st["health"]["status"]
             report["checks"] = {k: v["summary"]["message"] for k, v in st["health"].get("checks", {}).items()}
@@ -80,7 +81,7 @@ def collect(state_dir: Path, timeout: float = 5) -> dict:
     return report
 
 
-def check_daemons(state: InstanceState, meta: dict, timeout: float = 2.0) -> list[dict]:
+def check_daemons(state: InstanceState, inst: Instance, timeout: float = 2.0) -> list[dict]:
     """Each recorded daemon checked by itself, all at once: its process (gone, zombie or
     stopped), then an answer within `timeout`. Ceph's own view lags: with one OSD the monitor
     marks a dead or stopped OSD down only after 900 s, and reports HEALTH_OK until then."""
@@ -88,12 +89,12 @@ def check_daemons(state: InstanceState, meta: dict, timeout: float = 2.0) -> lis
 
     entries = [(h, p) for h in state.hosts() for p in h.processes]
     with ThreadPoolExecutor(max_workers=max(1, len(entries))) as pool:
-        results = list(pool.map(lambda e: check_daemon(e[1], e[0], state.dir, meta, timeout), entries))
+        results = list(pool.map(lambda e: check_daemon(e[1], e[0], state.dir, inst, timeout), entries))
     return [{"name": p.name, "host": h.label, "address": h.address, "pid": p.pid, "state": st, "reason": why}
             for (h, p), (st, why) in zip(entries, results)]
 
 
-def check_daemon(record, host, state_dir: Path, meta: dict, timeout: float) -> tuple[str, str]:
+def check_daemon(record, host, state_dir: Path, inst: Instance, timeout: float) -> tuple[str, str]:
     """(state, reason): running, stopped, dead or not answering."""
     import psutil
 
@@ -115,8 +116,8 @@ def check_daemon(record, host, state_dir: Path, meta: dict, timeout: float) -> t
         asok_command(socket_path, {"prefix": "version"}, timeout)
     except OSError as e:
         return "not answering", f"no answer on its admin socket {socket_path} within {timeout:.0f} s ({e})"
-    if kind == "rgw" and meta.get("s3_endpoint") and host.address in _local_addresses():
-        return check_http(meta["s3_endpoint"], timeout)
+    if kind == "rgw" and inst.s3_endpoint and host.address in _local_addresses():
+        return check_http(inst.s3_endpoint, timeout)
     return "running", "answers"
 
 

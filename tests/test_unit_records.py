@@ -76,3 +76,25 @@ def test_layout_owns_every_path(tmp_path):
     assert all(p.is_relative_to(lay.state) for p in inside)
     assert lay.failure_log == tmp_path / "inst.failed.log"  # beside, so it outlives the folder
     assert Layout.of_conf(lay.conf).keyring("client.admin") == tmp_path / "inst/keys/client.admin.keyring"
+
+
+def test_instance_model_round_trip(tmp_path):
+    from ramburst.model import Instance
+
+    plan = make_plan(tmp_path, services=("pool", "s3", "fs"), mount=str(tmp_path / "m"))
+    data = instance_meta(plan, "up")
+    inst = Instance.from_json({"format": FORMAT, **data})
+    assert inst.to_json() == data  # exactly the record's keys and values
+    assert Instance.from_json(inst.to_json()) == inst
+    assert inst.services == ("pool", "s3", "fs") and inst.s3_endpoint == "http://127.0.0.1:40002"
+
+
+def test_record_without_checksums_or_endpoints_reads_as_before(tmp_path):
+    """Records written before the checksums option had Ceph's default then: checksums on.
+    Records written before the service units have no "endpoints": none of their services put one there."""
+    from ramburst.model import Instance
+
+    data = instance_meta(make_plan(tmp_path), "up")
+    del data["checksums"], data["endpoints"]
+    inst = Instance.from_json(data)
+    assert inst.checksums is True and dict(inst.endpoints) == {}

@@ -24,6 +24,7 @@ from ..config import Config
 from ..errors import DeployError, UsageError
 from ..files import make_private_folders, remove_ram_dir, remove_tree, save_failure_log
 from ..instance import HostRecord, InstanceLock, InstanceState
+from ..model import Instance
 from ..plan import Plan
 from ..process import ProcessRecord, stop_processes
 from ..progress import Steps
@@ -101,23 +102,23 @@ class Deployment:
                 wait=Timeouts.LOCK_AFTER_MKDIR))
             self.undo.callback(remove_tree, self.plan.state_dir)
             self.undo.callback(save_failure_log, self.plan.state_dir)
-            self.state.write_meta(self.meta("deploying"))
+            self.state.write_instance(self.instance("deploying"))
             for d in (self.layout.keys, self.layout.logs, self.layout.run, self.layout.hosts):
                 d.mkdir(mode=0o700)
 
-    def meta(self, state: str) -> dict:
+    def instance(self, state: str) -> Instance:
         p = self.plan
-        return {
-            "name": p.name, "fsid": p.fsid, "state": state, "pool": p.pool,
-            "services": list(p.services), "mon_host": p.mon_host, "device": p.device,
-            "checksums": p.checksums,
-            "replicas": p.replicas, "hosts": [h.label for h in p.hosts],
-            "osds": len(p.osds), "osd_bytes": p.osd_bytes,
-            "mount": str(p.mount) if p.mount else None,
-            "s3_endpoint": f"http://{p.mon_address}:{p.rgw_port}" if p.rgw_port else None,
-            "conf": str(self.layout.conf), "up_pid": os.getpid(), "created": time.time(),
-            "endpoints": {k: v for u in self.units for k, v in u.facts(p).items()},
-        }
+        return Instance(
+            name=p.name, fsid=p.fsid, state=state, pool=p.pool, services=tuple(p.services), mon_host=p.mon_host,
+            device=p.device, checksums=p.checksums, replicas=p.replicas, hosts=tuple(h.label for h in p.hosts),
+            osds=len(p.osds), osd_bytes=p.osd_bytes, mount=str(p.mount) if p.mount else None,
+            s3_endpoint=f"http://{p.mon_address}:{p.rgw_port}" if p.rgw_port else None,
+            conf=str(self.layout.conf), up_pid=os.getpid(), created=time.time(),
+            endpoints={k: v for u in self.units for k, v in u.facts(p).items()},
+        )
+
+    def meta(self, state: str) -> dict:
+        return self.instance(state).to_json()
 
     def write_secrets_and_conf(self) -> None:
         with self.steps.step("keys", "fresh keys and ceph.conf"):
@@ -241,5 +242,5 @@ class Deployment:
     def finish(self) -> None:
         """The primary marks the instance up and drops the initial keyring (every key in one)."""
         self.final_meta = self.meta("up")
-        self.state.write_meta(self.final_meta)
+        self.state.write_meta(self.final_meta)  # = write_instance; the dict is what `up` returns
         os.unlink(self.layout.initial_keyring)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 from ..config import Config
+from ..model import Instance
 
 
 class Service:
@@ -48,10 +49,10 @@ class Service:
         return {}
 
     # after up
-    def endpoint(self, meta: dict) -> str | None:
+    def endpoint(self, inst: Instance) -> str | None:
         """Where the service is, from instance.json (status)."""
-        return meta.get("endpoints", {}).get(self.name)
+        return inst.endpoints.get(self.name)
 
-    def environment(self, meta: dict, state_dir: Path, host_label: Callable[[], str]) -> dict[str, str]:
+    def environment(self, inst: Instance, state_dir: Path, host_label: Callable[[], str]) -> dict[str, str]:
         """The client variables `ramburst env` exports for this service."""
         return {}

@@ -151,8 +151,8 @@ class FsService(Service):
             wait_until(lambda: is_mounted(host.mount), Timeouts.MOUNTED, f"the mount at {host.mount}",
                        check=fuse.check_running, cancel=host.steps.cancel)
 
-    def endpoint(self, meta: dict) -> str | None:
-        return meta.get("mount")
+    def endpoint(self, inst) -> str | None:
+        return inst.mount
 
-    def environment(self, meta, state_dir, host_label) -> dict[str, str]:
-        return {"RAMBURST_MOUNT": meta["mount"].replace("{host}", host_label())} if meta.get("mount") else {}
+    def environment(self, inst, state_dir, host_label) -> dict[str, str]:
+        return {"RAMBURST_MOUNT": inst.mount.replace("{host}", host_label())} if inst.mount else {}

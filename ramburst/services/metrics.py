@@ -53,5 +53,5 @@ class MetricsService(Service):
             wait_until(lambda: answers_200(url), Timeouts.METRICS_HTTP, f"the metrics endpoint {url}", interval=0.05,
                        check=host.check_daemons, cancel=host.steps.cancel)
 
-    def environment(self, meta, state_dir, host_label) -> dict[str, str]:
-        return {"RAMBURST_METRICS_URL": meta["endpoints"]["metrics"]}
+    def environment(self, inst, state_dir, host_label) -> dict[str, str]:
+        return {"RAMBURST_METRICS_URL": inst.endpoints["metrics"]}

@@ -42,8 +42,8 @@ class PoolService(Service):
         with host.steps.step("pool-verify", f"pool {host.plan.pool} stores and returns data"):
             verify_pool(host.admin, host.plan.pool)
 
-    def endpoint(self, meta: dict) -> str | None:
-        return meta["pool"]
+    def endpoint(self, inst) -> str | None:
+        return inst.pool
 
-    def environment(self, meta, state_dir, host_label) -> dict[str, str]:
-        return {"RAMBURST_POOL": meta["pool"]}
+    def environment(self, inst, state_dir, host_label) -> dict[str, str]:
+        return {"RAMBURST_POOL": inst.pool}

@@ -179,9 +179,9 @@ class S3Service(Service):
         with host.steps.step("s3-ready", f"S3 endpoint {self.creds.endpoint} answers signed requests"):
             wait_ready(self.creds, Timeouts.S3_SIGNED, check=host.check_daemons, cancel=host.steps.cancel)
 
-    def endpoint(self, meta: dict) -> str | None:
-        return meta.get("s3_endpoint")
+    def endpoint(self, inst) -> str | None:
+        return inst.s3_endpoint
 
-    def environment(self, meta, state_dir, host_label) -> dict[str, str]:
+    def environment(self, inst, state_dir, host_label) -> dict[str, str]:
         credentials = Layout(state_dir).credentials
         return read_credentials(credentials).env(credentials) if credentials.exists() else {}
