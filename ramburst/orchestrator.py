@@ -588,6 +588,9 @@ def remove_tree_and_empty_parent(path: Path) -> None:
         pass
 
 
+DOWN_LOCK_WAIT = 60.0  # seconds a `down` waits for another host's `down` of the same instance
+
+
 def down(state_dir: Path, steps: Steps | None = None, quiet: bool = False, comm=None) -> bool:
     """Remove everything the instance in `state_dir` made on this host. Idempotent.
 
@@ -605,7 +608,10 @@ def down(state_dir: Path, steps: Steps | None = None, quiet: bool = False, comm=
     with ExitStack() as locks:
         def check():
             if comm.rank == 0:
-                locks.enter_context(InstanceLock(state_dir))
+                # Another `down` (each node's epilog removes its own part, all at once) is
+                # waited for; an `up` still deploying is refused at once.
+                deploying = state.exists() and _up_still_running(state.meta() or {})
+                locks.enter_context(InstanceLock(state_dir).acquire(wait=0 if deploying else DOWN_LOCK_WAIT))
             if state.exists():
                 state.check_instance()
 

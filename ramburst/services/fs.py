@@ -10,7 +10,7 @@ import sysconfig
 import time
 from pathlib import Path
 
-from ..ceph.admin import _SYSTEM_DIRS, AdminClient, load_rados
+from ..ceph.admin import _SYSTEM_DIRS, AdminClient, client_variables_hidden, load_rados
 from ..errors import DeployError
 from ..plan import Plan
 
@@ -75,7 +75,9 @@ def prepare_root(conf: Path, max_bytes: int, shared: bool, uid: int | None = Non
     limit), so libcephfs does both as uid 0. The root is 0700 unless the mount is shared.
     """
     cephfs = load_cephfs()
-    fs = cephfs.LibCephFS(conffile=str(conf), auth_id="admin")
+    keyring = Path(conf).parent / "keys" / "client.admin.keyring"
+    with client_variables_hidden():  # a loaded client environment must not pick the cluster
+        fs = cephfs.LibCephFS(conffile=str(conf), auth_id="admin", conf={"keyring": str(keyring)})
     try:
         fs.conf_set("client_mount_uid", "0")
         fs.conf_set("client_mount_gid", "0")
