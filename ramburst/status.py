@@ -111,6 +111,8 @@ def check_daemon(record, host, state_dir: Path, inst: Instance, timeout: float) 
     kind = record.name.split(".", 1)[0]
     if kind == "fuse":
         return check_mounts([Path(m["path"]) for m in host.mounts], timeout)
+    if kind == "watchdog":
+        return check_heartbeat(Layout(state_dir).run, host.label)
     socket_path = Layout(state_dir).asok(record.name)
     try:
         asok_command(socket_path, {"prefix": "version"}, timeout)
@@ -119,6 +121,22 @@ def check_daemon(record, host, state_dir: Path, inst: Instance, timeout: float) 
     if kind == "rgw" and inst.s3_endpoint and host.address in _local_addresses():
         return check_http(inst.s3_endpoint, timeout)
     return "running", "answers"
+
+
+def check_heartbeat(run_dir: Path, host_label: str) -> tuple[str, str]:
+    """The watchdog has no admin socket; it touches a heartbeat file every second."""
+    import time
+
+    from .ceph.watchdog import HEARTBEAT_STALE, heartbeat_path
+
+    path = heartbeat_path(run_dir, host_label)
+    try:
+        age = time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return "not answering", f"no heartbeat at {path}"
+    if age > HEARTBEAT_STALE:
+        return "not answering", f"last heartbeat {age:.0f} s ago ({path})"
+    return "running", "loops (heartbeat fresh)"
 
 
 def _local_addresses() -> set[str]:

@@ -243,7 +243,8 @@ def test_item17_usage_headers_report_objects_bytes_and_the_quota(s3):
     h = s3.head_bucket(Bucket="usage")["ResponseMetadata"]["HTTPHeaders"]
     assert h["x-rgw-object-count"] == "3"
     assert h["x-rgw-bytes-used"] == str(3 + 1000 + 4096)
-    assert h["x-rgw-quota-user-size"] == str(int(0.9 * 2**30 / 2))  # s3's half of 90 % of 1G
+    # s3's third of 90 % of 1G: pool, s3 and fs each get a quota (plan.service_quota_bytes)
+    assert h["x-rgw-quota-user-size"] == str(int(0.9 * 2**30 / 3))
 
 
 def test_item13_share_mount_needs_the_fs_service(tmp_path):

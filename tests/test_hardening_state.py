@@ -165,6 +165,15 @@ def test_item2_ram_folder_cannot_be_taken_over_by_another_user(tmp_path, attacke
     else:
         as_user(ATTACKER, "ln", "-s", str(loot), str(trap_path), check=True)
     try:
+        check_no_takeover(name, state, trap_path, loot, attacker)
+    finally:
+        # The trap is the other user's: removed as that user, whatever the test found.
+        as_user(ATTACKER, "rm", "-rf", str(trap_path))
+        subprocess.run(["rm", "-rf", str(trap_path)], check=False)
+
+
+def check_no_takeover(name: str, state: Path, trap_path: Path, loot: Path, attacker) -> None:
+    try:
         r = cli("up", "--name", name, "--state-dir", state, "--size", "1G")
         assert r.returncode == 0, r.stderr
         assert list(loot.iterdir()) == [], "root wrote into the other user's folder"
@@ -181,7 +190,6 @@ def test_item2_ram_folder_cannot_be_taken_over_by_another_user(tmp_path, attacke
     assert [p for p in ram_roots(name) if p != trap_path] == []
     assert list(loot.iterdir()) == []
     assert os.lstat(trap_path).st_uid == attacker.pw_uid, "the other user's folder is theirs to remove"
-    as_user(ATTACKER, "rm", "-rf", str(trap_path))
 
 
 def test_item2_failure_log_never_follows_a_symlink(tmp_path):

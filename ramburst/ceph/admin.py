@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import sysconfig
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -54,15 +55,23 @@ def open_rados(conf: Path, name: str = "client.admin", settings: dict[str, str] 
     file, so a client environment loaded for another instance would lend it that instance's
     keys. Those variables are hidden while the handle reads its configuration, and the
     keyring is named explicitly."""
-    from .daemon import ENV_LOCK, is_client_variable
-
     rados = load_rados()
     keyring = Layout.of_conf(conf).keyring(name)
     settings = {"keyring": str(keyring), **(settings or {})}
+    with client_variables_hidden():
+        return rados.Rados(conffile=str(conf), name=name, conf=settings)
+
+
+@contextmanager
+def client_variables_hidden():
+    """Hide a client's Ceph variables (CEPH_ARGS, CEPH_KEYRING, ...) from this process's
+    environment while a Ceph binding (librados, libcephfs) reads its configuration."""
+    from .daemon import ENV_LOCK, is_client_variable
+
     with ENV_LOCK:
         hidden = {k: os.environ.pop(k) for k in list(os.environ) if is_client_variable(k)}
         try:
-            return rados.Rados(conffile=str(conf), name=name, conf=settings)
+            yield
         finally:
             os.environ.update(hidden)
 

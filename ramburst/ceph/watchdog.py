@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import socket
 import struct
@@ -155,6 +156,24 @@ class MountWatch:
         return None
 
 
+HEARTBEAT_STALE = 5.0  # seconds without a beat before `status` calls the watchdog not answering
+
+
+def heartbeat_path(run_dir: Path, host: str) -> Path:
+    """Touched once per mount check (every MOUNT_CHECK s): the watchdog has no admin socket,
+    so this is how `status` sees that it still loops rather than merely exists."""
+    return run_dir / f"watchdog.{host}.alive"
+
+
+def beat(path: Path) -> None:
+    try:
+        with open(path, "a"):
+            pass
+        os.utime(path)
+    except OSError:
+        pass  # the state folder is going away
+
+
 def log(message: str) -> None:
     print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} watchdog: {message}", flush=True)
 
@@ -173,6 +192,7 @@ def run(conf: Path, host: str, osd_limit: int) -> None:
             record = HostRecord.load(record_path)
             if record is None:
                 return  # the instance is being removed
+            beat(heartbeat_path(run_dir, host))
             for p in record.processes:
                 if osd_limit and p.name.startswith("osd.") and p.name not in guards:
                     guards[p.name] = OsdGuard(p.name, run_dir / f"{p.name}.asok", osd_limit)

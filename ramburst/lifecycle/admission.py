@@ -14,6 +14,7 @@ from ..plan import FULL_HEADROOM
 from ..progress import Steps
 from ..services import selected
 from .teardown import down
+from .teardown import up_still_running as _up_still_running
 
 
 def validate(config: Config, host_label: str = "h0") -> tuple[dict[str, str], str]:
@@ -83,16 +84,3 @@ def _clear_dead_instance(config: Config, state: InstanceState, steps: Steps) -> 
         raise UsageError(f"instance {config.name!r} is already up; take it down with: {how}")
     steps.info(f"removing the remains of a dead instance {config.name!r}")
     down(config.instance_dir, steps=steps, quiet=True)
-
-
-def _up_still_running(meta: dict) -> bool:
-    pid = meta.get("up_pid")
-    if not pid or meta.get("state") == "up" or pid == os.getpid():
-        return False
-    try:
-        import psutil
-
-        p = psutil.Process(pid)
-        return p.create_time() <= meta.get("created", 0) + 1 and "ramburst" in " ".join(p.cmdline())
-    except Exception:
-        return False

@@ -16,6 +16,22 @@ from ..mpi import LocalComm
 from ..process import stop_processes
 from ..progress import Steps
 
+DOWN_LOCK_WAIT = 60.0  # seconds a `down` waits for another host's `down` of the same instance
+
+
+def up_still_running(meta: dict) -> bool:
+    """The `up` that wrote this record still runs (not finished, not this process)."""
+    pid = meta.get("up_pid")
+    if not pid or meta.get("state") == "up" or pid == os.getpid():
+        return False
+    try:
+        import psutil
+
+        p = psutil.Process(pid)
+        return p.create_time() <= meta.get("created", 0) + 1 and "ramburst" in " ".join(p.cmdline())
+    except Exception:
+        return False
+
 
 def down(state_dir: Path, steps: Steps | None = None, quiet: bool = False, comm=None) -> bool:
     """Remove everything the instance in `state_dir` made on this host. Idempotent.
@@ -34,7 +50,10 @@ def down(state_dir: Path, steps: Steps | None = None, quiet: bool = False, comm=
     with ExitStack() as locks:
         def check():
             if comm.rank == 0:
-                locks.enter_context(InstanceLock(state_dir))
+                # Another `down` (each node's epilog removes its own part, all at once) is
+                # waited for; an `up` still deploying is refused at once.
+                deploying = state.exists() and up_still_running(state.meta() or {})
+                locks.enter_context(InstanceLock(state_dir).acquire(wait=0 if deploying else DOWN_LOCK_WAIT))
             if state.exists():
                 state.check_instance()
 

@@ -9,16 +9,11 @@ import sys
 import sysconfig
 from pathlib import Path
 
-from ..ceph.admin import _SYSTEM_DIRS, AdminClient, load_rados
-from ..ceph.fuse import (
-    check_mountpoint,
-    create_mountpoint,
-    fuse_allows_other,
-    is_mounted,
-    unmount,
-)
+from ..ceph.admin import _SYSTEM_DIRS, AdminClient, client_variables_hidden, load_rados
+from ..ceph.fuse import check_mountpoint, create_mountpoint, fuse_allows_other, is_mounted, unmount
 from ..errors import DeployError, UsageError
 from ..files import remove_folders
+from ..layout import Layout
 from ..plan import Plan
 from ..process import stop_processes
 from ..wait import Timeouts, wait_until
@@ -79,7 +74,9 @@ def prepare_root(conf: Path, max_bytes: int, shared: bool, uid: int | None = Non
     limit), so libcephfs does both as uid 0. The root is 0700 unless the mount is shared.
     """
     cephfs = load_cephfs()
-    fs = cephfs.LibCephFS(conffile=str(conf), auth_id="admin")
+    keyring = Layout.of_conf(conf).keyring("client.admin")
+    with client_variables_hidden():  # a loaded client environment must not pick the cluster
+        fs = cephfs.LibCephFS(conffile=str(conf), auth_id="admin", conf={"keyring": str(keyring)})
     try:
         fs.conf_set("client_mount_uid", "0")
         fs.conf_set("client_mount_gid", "0")
