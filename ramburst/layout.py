@@ -1,8 +1,9 @@
 """Every path inside an instance's state folder, in one place (the RAM folders are the plan's).
 
     ceph.conf  instance.json  keys/<entity>.keyring  keys/initial.keyring (until `up` ends)
-    log/<daemon>.log  run/<daemon>.asok  hosts/<label>.json  s3/credentials  s3/s3cfg
-and beside the folder, <state>.failed.log: the logs of a rolled-back `up`.
+    log/<daemon>.log  run/ (heartbeats)  hosts/<label>.json  s3/credentials  s3/s3cfg
+and beside the folder, <state>.failed.log: the logs of a rolled-back `up`. Admin sockets
+live in each host's RAM folder (Layout.asok).
 """
 from __future__ import annotations
 
@@ -34,8 +35,13 @@ class Layout:
     def log(self, daemon_name: str) -> Path:
         return self.logs / f"{daemon_name}.log"
 
-    def asok(self, daemon_name: str) -> Path:
-        return self.run / f"{daemon_name}.asok"
+    @staticmethod
+    def asok(ram_dir: Path | str, daemon_name: str) -> Path:
+        """A daemon's admin socket: in its host's RAM folder, not in the state folder. A UNIX
+        socket path has at most 107 bytes; a state folder deep in a home or a job's temp folder
+        made Ceph skip the socket (and the watchdog and `status` then saw a silent daemon). The
+        RAM folder's path is short, private (0700) and per host."""
+        return Path(ram_dir) / f"{daemon_name}.asok"
 
     def host_record(self, label: str) -> Path:
         return self.hosts / f"{label}.json"

@@ -113,7 +113,7 @@ def check_daemon(record, host, state_dir: Path, inst: Instance, timeout: float) 
         return check_mounts([Path(m["path"]) for m in host.mounts], timeout)
     if kind == "watchdog":
         return check_heartbeat(Layout(state_dir).run, host.label)
-    socket_path = Layout(state_dir).asok(record.name)
+    socket_path = Layout.asok(host.ram_dir, record.name)
     try:
         asok_command(socket_path, {"prefix": "version"}, timeout)
     except OSError as e:

@@ -24,6 +24,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import ramburst  # noqa: E402
 from ramburst.bench.workloads import BIG, THREADS  # noqa: E402  (the bench's object size and threads)
+from ramburst.instance import InstanceState  # noqa: E402
+from ramburst.layout import Layout  # noqa: E402
 
 # (section, counter, what it measures)
 COUNTERS = [
@@ -65,7 +67,7 @@ def main() -> None:
     count = args.mib * 2**20 // BIG
     data = os.urandom(BIG)
     with ramburst.deploy(name=f"ctr{os.getpid()}", size=args.size, checksums=args.checksums) as cluster:
-        asok = cluster.state_dir / "run" / "osd.0.asok"
+        asok = Layout.asok(InstanceState(cluster.state_dir).hosts()[0].ram_dir, "osd.0")
         io = cluster.ioctx()
         keys = [f"c{i}" for i in range(count)]
         with ThreadPoolExecutor(THREADS) as ex:

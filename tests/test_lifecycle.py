@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -20,8 +21,14 @@ def client_env(state_dir) -> dict:
     return {**os.environ, **json.loads(out.stdout)}
 
 
+def daemon_asok(state_dir, daemon: str, host: str = "h0"):
+    """A daemon's admin socket: in its host's RAM folder (ramburst.layout.Layout.asok)."""
+    ram_dir = json.loads((state_dir / "hosts" / f"{host}.json").read_text())["ram_dir"]
+    return os.path.join(ram_dir, f"{daemon}.asok")
+
+
 def osd_setting(state_dir, option: str) -> str:
-    out = subprocess.run(["ceph", "--admin-daemon", str(state_dir / "run" / "osd.0.asok"), "config", "get", option],
+    out = subprocess.run(["ceph", "--admin-daemon", daemon_asok(state_dir, "osd.0"), "config", "get", option],
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)[option]
@@ -192,3 +199,30 @@ def test_distrax_config_as_it_is(tmp_path):
     finally:
         assert cli("down", "--config", cfg).returncode == 0
     assert_nothing_left("default", folder)
+
+
+def test_deep_state_folder_keeps_every_admin_socket(tmp_path):
+    """A state folder deeper than a UNIX socket path allows (107 bytes) once made Ceph skip
+    every admin socket: `status` saw silent daemons and the watchdog ended a healthy
+    ceph-fuse after 20 s. The sockets now live in the short RAM folder."""
+    name = unique_name("deep")
+    state = tmp_path / ("d" * 60) / ("e" * 40) / name
+    mount = tmp_path / "m"
+    up = cli("up", "--name", name, "--state-dir", state, "--size", "1G", "--service", "pool",
+             "--service", "fs", "--mount", mount)
+    assert up.returncode == 0, up.stderr
+    port = mon_port(state)
+    try:
+        assert len(str(state / "run" / "fuse.h0.asok")) > 107
+        for daemon in ("mon.a", "mgr.x", "osd.0", "mds.a", "fuse.h0"):
+            sock = daemon_asok(state, daemon)
+            assert len(sock) <= 107 and os.path.exists(sock), sock
+        time.sleep(22)  # past the watchdog's 20 s: a silent ceph-fuse would have been ended
+        st = cli("status", "--state-dir", state)
+        assert st.returncode == 0, st.stdout + st.stderr
+        (mount / "f").write_text("still here")
+        assert (mount / "f").read_text() == "still here"
+    finally:
+        down = cli("down", "--state-dir", state)
+    assert down.returncode == 0, down.stderr
+    assert_nothing_left(name, state, port)

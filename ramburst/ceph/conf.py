@@ -184,7 +184,6 @@ def render_conf(plan: Plan, layout: Layout) -> str:
                     "rgw frontends": f"beast endpoint={host.address}:{plan.rgw_port}",
                     "rgw data": layout.data(host.label, d.name),
                     "log file": layout.log(d.name),
-                    "admin socket": f"{layout.run}/{d.name}.asok",
                     # Start-up: no usage log, lifecycle runs rarely.
                     "rgw enable usage log": "false",
                     "rgw lc debug interval": -1,
@@ -203,5 +202,7 @@ def render_conf(plan: Plan, layout: Layout) -> str:
                 })
             elif d.kind == "fuse":
                 continue  # ceph-fuse mounts as client.admin with the [client] settings
+            # Each daemon's admin socket in its host's RAM folder: a short path (Layout.asok).
+            s["admin socket"] = Layout.asok(host.ram_dir, d.name)
             sections.append((d.entity, s))
     return "".join(f"[{name}]\n{_fmt(s)}\n" for name, s in sections)

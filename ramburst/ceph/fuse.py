@@ -86,9 +86,9 @@ def unmount(path: Path, timeout: float = 5, abort=None) -> str:
     return "failed"
 
 
-def fuse_admin_socket(conf: Path, host_label: str) -> Path:
-    """Where a host's ceph-fuse answers admin commands: in the instance's run folder."""
-    return Layout.of_conf(conf).asok(f"fuse.{host_label}")
+def fuse_admin_socket(ram_dir: Path | str, host_label: str) -> Path:
+    """Where a host's ceph-fuse answers admin commands: in that host's RAM folder."""
+    return Layout.asok(ram_dir, f"fuse.{host_label}")
 
 
 class FuseMount(Daemon):
@@ -97,9 +97,10 @@ class FuseMount(Daemon):
     kind = "fuse"
 
     def __init__(self, ident: str, binary: str, conf: Path, log_dir: Path, mountpoint: Path,
-                 shared: bool = False):
+                 ram_dir: Path, shared: bool = False):
         super().__init__(ident, binary, conf, log_dir)
         self.mountpoint = mountpoint
+        self.ram_dir = ram_dir
         self.shared = shared
 
     def base_args(self) -> list[str]:
@@ -119,4 +120,4 @@ class FuseMount(Daemon):
 
     @property
     def admin_socket(self) -> Path:
-        return fuse_admin_socket(self.conf, self.id)
+        return fuse_admin_socket(self.ram_dir, self.id)

@@ -183,7 +183,7 @@ def run(conf: Path, host: str, osd_limit: int) -> None:
     run_dir = layout.run
     record_path = layout.host_record(host)
     guards: dict[str, OsdGuard] = {}
-    watch = MountWatch(layout.asok(f"fuse.{host}"))
+    watch: MountWatch | None = None
     next_mount_check = 0.0
     while True:
         now = time.monotonic()
@@ -193,9 +193,10 @@ def run(conf: Path, host: str, osd_limit: int) -> None:
             if record is None:
                 return  # the instance is being removed
             beat(heartbeat_path(run_dir, host))
+            watch = watch or MountWatch(layout.asok(record.ram_dir, f"fuse.{host}"))
             for p in record.processes:
                 if osd_limit and p.name.startswith("osd.") and p.name not in guards:
-                    guards[p.name] = OsdGuard(p.name, run_dir / f"{p.name}.asok", osd_limit)
+                    guards[p.name] = OsdGuard(p.name, layout.asok(record.ram_dir, p.name), osd_limit)
             fuse = [p for p in record.processes if p.name.startswith("fuse.") and p.alive()]
             why = watch.stuck() if fuse else None
             if why:

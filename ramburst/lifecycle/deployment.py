@@ -68,7 +68,7 @@ class Deployment:
         for d in self.host.daemons:
             if d.kind == "fuse":
                 unit = FuseMount(d.id, binaries["fuse"], self.layout.conf, self.layout.logs, self.mount,
-                                 shared=plan.share_mount)
+                                 self.host.ram_dir, shared=plan.share_mount)
             else:
                 unit = DAEMON_CLASSES[d.kind](d.id, binaries[d.kind], self.layout.conf, self.layout.logs)
                 if d.kind == "osd" and self.plan.device == "memstore":
