@@ -74,10 +74,11 @@ def outsider():
         pytest.skip("creating a second user needs root")
     subprocess.run(["userdel", "-r", WATCHER], capture_output=True)
     subprocess.run(["useradd", "-m", "-s", "/bin/bash", WATCHER], check=True)
+    user = pwd.getpwnam(WATCHER)
     try:
-        yield pwd.getpwnam(WATCHER)
+        yield user
     finally:
-        uid = pwd.getpwnam(WATCHER).pw_uid
+        uid = user.pw_uid
         for p in psutil.process_iter(["uids"]):  # this throwaway account's processes only, by pid
             if p.info["uids"] and p.info["uids"].real == uid:
                 p.kill()
