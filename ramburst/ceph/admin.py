@@ -20,33 +20,36 @@ _SYSTEM_DIRS = ("/usr/lib/python3/dist-packages", "/usr/lib64/python3*/site-pack
                 "/usr/local/lib/python3*/dist-packages")
 
 
-def load_rados():
-    """Import the `rados` binding, which only the distribution package (python3-rados) ships.
+def load_binding(name: str, package: str):
+    """Import a Ceph Python binding (`rados`, `cephfs`) that only the distribution ships.
 
     A virtualenv does not see system packages, so look for the extension module built for
     this interpreter's ABI in the system folders and load that file alone.
     """
-    if "rados" in sys.modules:
-        return sys.modules["rados"]
+    if name in sys.modules:
+        return sys.modules[name]
     try:
-        import rados  # noqa: F401
-
-        return rados
+        return importlib.import_module(name)
     except ImportError:
         pass
     suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
     for pattern in _SYSTEM_DIRS:
         for folder in glob.glob(pattern):
-            path = Path(folder) / f"rados{suffix}"
+            path = Path(folder) / f"{name}{suffix}"
             if path.is_file():
-                loader = importlib.machinery.ExtensionFileLoader("rados", str(path))
-                spec = importlib.util.spec_from_file_location("rados", path, loader=loader)
+                loader = importlib.machinery.ExtensionFileLoader(name, str(path))
+                spec = importlib.util.spec_from_file_location(name, path, loader=loader)
                 module = importlib.util.module_from_spec(spec)
                 loader.exec_module(module)
-                sys.modules["rados"] = module
+                sys.modules[name] = module
                 return module
-    raise RamburstError(f"the python 'rados' module for this Python ({suffix}) is missing: "
-                        "sudo apt-get install python3-rados, and use the system's python3")
+    raise RamburstError(f"the python '{name}' module for this Python ({suffix}) is missing: "
+                        f"sudo apt-get install {package}, and use the system's python3")
+
+
+def load_rados():
+    """The `rados` binding (python3-rados)."""
+    return load_binding("rados", "python3-rados")
 
 
 def open_rados(conf: Path, name: str = "client.admin", settings: dict[str, str] | None = None):

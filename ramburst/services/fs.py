@@ -1,15 +1,10 @@
 """The fs service: a CephFS (two small pools, one MDS) mounted with ceph-fuse on every host."""
 from __future__ import annotations
 
-import glob
-import importlib.machinery
-import importlib.util
 import os
-import sys
-import sysconfig
 from pathlib import Path
 
-from ..ceph.admin import _SYSTEM_DIRS, AdminClient, client_variables_hidden, load_rados
+from ..ceph.admin import AdminClient, client_variables_hidden, load_binding, load_rados
 from ..ceph.fuse import check_mountpoint, create_mountpoint, fuse_allows_other, is_mounted, unmount
 from ..errors import DeployError, UsageError
 from ..files import remove_folders
@@ -40,29 +35,9 @@ def wait_mds_active(admin: AdminClient, timeout: float, check=None, cancel=None)
 
 
 def load_cephfs():
-    """Import the `cephfs` binding (python3-cephfs), found like `rados` (admin.load_rados)."""
-    if "cephfs" in sys.modules:
-        return sys.modules["cephfs"]
+    """The `cephfs` binding (python3-cephfs); it needs `rados` loaded first."""
     load_rados()
-    try:
-        import cephfs  # noqa: F401
-
-        return cephfs
-    except ImportError:
-        pass
-    suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
-    for pattern in _SYSTEM_DIRS:
-        for folder in glob.glob(pattern):
-            path = Path(folder) / f"cephfs{suffix}"
-            if path.is_file():
-                loader = importlib.machinery.ExtensionFileLoader("cephfs", str(path))
-                spec = importlib.util.spec_from_file_location("cephfs", path, loader=loader)
-                module = importlib.util.module_from_spec(spec)
-                loader.exec_module(module)
-                sys.modules["cephfs"] = module
-                return module
-    raise DeployError(f"the python 'cephfs' module for this Python ({suffix}) is missing: "
-                      "sudo apt-get install python3-cephfs")
+    return load_binding("cephfs", "python3-cephfs")
 
 
 def prepare_root(conf: Path, max_bytes: int, shared: bool, uid: int | None = None,
