@@ -39,17 +39,23 @@ def available() -> str | None:
 
 def cleanup() -> None:
     """Remove every namespace, link and hosts line this harness may have left (also stale ones)."""
+    remove_network(PREFIX, TAG)
+
+
+def remove_network(prefix: str, tag: str) -> None:
+    """Delete the network namespaces and links named `prefix*` and the /etc/hosts lines tagged
+    `tag` (shared with the Slurm harness, which uses its own prefix and tag)."""
     for line in sh("ip", "netns", "list", check=False).stdout.splitlines():
         name = line.split()[0] if line.split() else ""
-        if name.startswith(PREFIX):
+        if name.startswith(prefix):
             sh("ip", "netns", "delete", name, check=False)
     for line in sh("ip", "-o", "link", "show", check=False).stdout.splitlines():
         name = line.split(":")[1].strip().split("@")[0]
-        if name.startswith(PREFIX):
+        if name.startswith(prefix):
             sh("ip", "link", "delete", name, check=False)
     hosts = Path("/etc/hosts")
     text = hosts.read_text()
-    kept = "".join(line for line in text.splitlines(keepends=True) if TAG not in line)
+    kept = "".join(line for line in text.splitlines(keepends=True) if tag not in line)
     if kept != text:
         hosts.write_text(kept)
 

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import psutil
 
+from netns import remove_network
+
 PREFIX = "rbsl"
 BRIDGE = f"{PREFIX}-br"
 SUBNET = "10.78.0.0/24"
@@ -68,19 +70,7 @@ def cleanup() -> None:
         cmd = " ".join(p.info["cmdline"] or [])
         if MARK in cmd and p.info["name"] in ("slurmctld", "slurmd", "munged", "slurmstepd"):
             kill_pid(p.pid)
-    for line in sh("ip", "netns", "list", check=False).stdout.splitlines():
-        name = line.split()[0] if line.split() else ""
-        if name.startswith(PREFIX):
-            sh("ip", "netns", "delete", name, check=False)
-    for line in sh("ip", "-o", "link", "show", check=False).stdout.splitlines():
-        name = line.split(":")[1].strip().split("@")[0]
-        if name.startswith(PREFIX):
-            sh("ip", "link", "delete", name, check=False)
-    hosts = Path("/etc/hosts")
-    text = hosts.read_text()
-    kept = "".join(line for line in text.splitlines(keepends=True) if TAG not in line)
-    if kept != text:
-        hosts.write_text(kept)
+    remove_network(PREFIX, TAG)
     for stale in Path(tempfile.gettempdir()).glob(f"{PREFIX}-*/{MARK}"):
         shutil.rmtree(stale.parent, ignore_errors=True)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import os
-import pwd
 import shutil
 import stat
 import subprocess
@@ -18,10 +17,9 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-import psutil
 import pytest
 
-from conftest import assert_nothing_left, cli, unique_name
+from conftest import assert_nothing_left, cli, throwaway_user, unique_name
 
 pytestmark = pytest.mark.ceph
 
@@ -41,16 +39,8 @@ def as_user(user, code: str) -> str:
 def other_user():
     if os.geteuid() != 0:
         pytest.skip("checking permissions as a second user needs root to create that user")
-    subprocess.run(["userdel", "-r", OTHER], capture_output=True)
-    subprocess.run(["useradd", "-m", "-s", "/bin/sh", OTHER], check=True)
-    try:
-        yield pwd.getpwnam(OTHER)
-    finally:
-        uid = pwd.getpwnam(OTHER).pw_uid
-        for p in psutil.process_iter(["uids"]):
-            if p.info["uids"] and p.info["uids"].real == uid:
-                p.kill()
-        subprocess.run(["userdel", "-r", OTHER], capture_output=True)
+    with throwaway_user(OTHER) as user:
+        yield user
 
 
 @pytest.fixture(scope="module")

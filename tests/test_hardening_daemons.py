@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
 import signal
 import stat
 import subprocess
@@ -22,7 +21,7 @@ import pytest
 
 import ramburst
 
-from conftest import assert_nothing_left, cli, unique_name
+from conftest import assert_nothing_left, cli, throwaway_user, unique_name
 
 pytestmark = pytest.mark.ceph
 
@@ -72,17 +71,8 @@ def outsider():
     """A second, unprivileged local user, removed with its home afterwards."""
     if os.geteuid() != 0:
         pytest.skip("creating a second user needs root")
-    subprocess.run(["userdel", "-r", WATCHER], capture_output=True)
-    subprocess.run(["useradd", "-m", "-s", "/bin/bash", WATCHER], check=True)
-    user = pwd.getpwnam(WATCHER)
-    try:
+    with throwaway_user(WATCHER) as user:
         yield user
-    finally:
-        uid = user.pw_uid
-        for p in psutil.process_iter(["uids"]):  # this throwaway account's processes only, by pid
-            if p.info["uids"] and p.info["uids"].real == uid:
-                p.kill()
-        subprocess.run(["userdel", "-r", WATCHER], capture_output=True)
 
 
 @pytest.fixture
