@@ -8,9 +8,12 @@ only to these addresses, and everything is removed afterwards.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 PREFIX = "rbmh"
@@ -37,6 +40,19 @@ def available() -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def exclusive(what: str) -> Iterator[None]:
+    """Hold a machine-wide lock while a harness with fixed names (namespaces, subnet) is up, so
+    that two test runs on one machine (two checkouts, CI beside a developer) wait for each
+    other instead of deleting each other's hosts. The lock file lives outside any TMPDIR."""
+    with open(f"/run/lock/ramburst-test-{what}.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def cleanup() -> None:
     """Remove every namespace, link and hosts line this harness may have left (also stale ones)."""
     remove_network(PREFIX, TAG)
@@ -58,6 +74,16 @@ def remove_network(prefix: str, tag: str) -> None:
     kept = "".join(line for line in text.splitlines(keepends=True) if tag not in line)
     if kept != text:
         hosts.write_text(kept)
+
+
+def hosts_fixture(count: int, folder: Path) -> Iterator[Hosts]:
+    """Body of a module-scoped fixture: `count` simulated hosts, machine-wide exclusive, always
+    removed (create() runs inside, so a set-up that fails half-way is removed too)."""
+    with exclusive("multihost"):
+        try:
+            yield Hosts(count, folder).create()
+        finally:
+            cleanup()
 
 
 class Hosts:

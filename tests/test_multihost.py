@@ -22,11 +22,7 @@ PY = str(Path(RAMBURST).with_name("python"))
 
 @pytest.fixture(scope="module")
 def hosts(tmp_path_factory):
-    h = netns.Hosts(3, tmp_path_factory.mktemp("netns"))
-    try:  # create() inside: a set-up that fails half-way still removes the bridge and namespaces
-        yield h.create()
-    finally:
-        netns.cleanup()
+    yield from netns.hosts_fixture(3, tmp_path_factory.mktemp("netns"))
 
 
 def check_gone(name: str, state: Path, mounts: list[Path] = ()) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+import netns
 import slurm
 from conftest import RAMBURST, processes_mentioning
 
@@ -120,12 +121,13 @@ elif mode == "kill":
 @pytest.fixture(scope="module")
 def cluster():
     c = slurm.Cluster(3)
-    try:
-        c.start()
-        print(f"\nSlurm test cluster (3 nodes) up in {c.startup_seconds:.2f} s", file=sys.stderr)
-        yield c
-    finally:
-        c.stop()
+    with netns.exclusive("slurm"):  # fixed names: a second run on this machine waits
+        try:
+            c.start()
+            print(f"\nSlurm test cluster (3 nodes) up in {c.startup_seconds:.2f} s", file=sys.stderr)
+            yield c
+        finally:
+            c.stop()
 
 
 def job_setup(tmp_path: Path, mode: str, **extra) -> tuple[Path, dict]:
