@@ -1,7 +1,8 @@
 """Every path inside an instance's state folder, in one place (the RAM folders are the plan's).
 
     ceph.conf  instance.json  keys/<entity>.keyring  keys/initial.keyring (until `up` ends)
-    log/<daemon>.log  run/ (heartbeats)  hosts/<label>.json  s3/credentials  s3/s3cfg
+    log/<daemon>.log  run/ (heartbeats)  run/stage.json (progress of a running stage-in/out)
+    hosts/<label>.json  s3/credentials  s3/s3cfg
 and beside the folder, <state>.failed.log: the logs of a rolled-back `up`. Admin sockets
 live in each host's RAM folder (Layout.asok).
 """
@@ -23,6 +24,7 @@ class Layout:
         self.credentials = self.s3 / "credentials"
         self.initial_keyring = self.keys / "initial.keyring"
         self.failure_log = self.state.with_name(self.state.name + ".failed.log")
+        self.stage_progress = self.run / "stage.json"   # written by stage, read by status/dashboard
 
     @classmethod
     def of_conf(cls, conf: Path) -> Layout:
