@@ -46,7 +46,8 @@ def role_of(rank: int) -> Role:
 
 
 class Deployment:
-    """The steps of `up` for one host of a plan; `undo` collects how to reverse each."""
+    """The steps of `up` for one host of a plan; `undo` collects how to reverse each. Service
+    hooks get it as their `services.HostContext` (test_unit_services checks it implements it)."""
 
     def __init__(self, plan: Plan, host_label: str, binaries: dict[str, str], steps: Steps,
                  undo: ExitStack, locks: ExitStack | None = None, role: Role | None = None,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .base import Service
+from .base import HostContext, Service
 from .fs import FsService
 from .metrics import MetricsService
 from .pool import PoolService
 from .s3 import S3Service
+
+__all__ = ["REGISTRY", "HostContext", "Service", "selected"]
 
 REGISTRY: dict[str, type[Service]] = {s.name: s for s in (PoolService, S3Service, FsService, MetricsService)}
 

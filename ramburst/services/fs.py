@@ -12,7 +12,7 @@ from ..layout import Layout
 from ..plan import Plan
 from ..process import stop_processes
 from ..wait import Timeouts, wait_until
-from .base import Service
+from .base import HostContext, Service
 
 FS_NAME = "ramburst"
 
@@ -87,7 +87,7 @@ class FsService(Service):
             raise UsageError("--share-mount needs 'user_allow_other' in /etc/fuse.conf "
                              "(ask the admin, or leave the mount private)")
 
-    def prepare_host(self, host) -> None:
+    def prepare_host(self, host: HostContext) -> None:
         if host.mount is None:
             return
         with host.steps.step("mountpoint", f"mountpoint {host.mount}"):
@@ -96,7 +96,7 @@ class FsService(Service):
             host.undo.callback(remove_folders, made)
             host.record.add_mount(str(host.mount), made)
 
-    def create(self, host) -> None:
+    def create(self, host: HostContext) -> None:
         for mds in host.of_kind("mds"):
             with host.steps.step("fs-create", "CephFS created"):
                 create_filesystem(host.admin, host.plan)
@@ -104,14 +104,14 @@ class FsService(Service):
                 mds.prepare(host.layout.data(host.host.label, mds.name))
                 host.start(mds)
 
-    def ready(self, host) -> None:
+    def ready(self, host: HostContext) -> None:
         if host.of_kind("mds"):
             with host.steps.step("mds-ready", "MDS active"):
                 wait_mds_active(host.admin, Timeouts.MDS_ACTIVE, check=host.check_daemons, cancel=host.steps.cancel)
             with host.steps.step("fs-root", "filesystem root owned by you, quota set"):
                 prepare_root(host.layout.conf, host.plan.service_quota_bytes, host.plan.share_mount)
 
-    def attach_host(self, host) -> None:
+    def attach_host(self, host: HostContext) -> None:
         """Mount on this host (root and quota were set by `ready`)."""
         fuses = host.of_kind("fuse")
         if not fuses:

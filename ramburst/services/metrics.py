@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import UsageError
 from ..wait import Timeouts, wait_until
-from .base import Service
+from .base import HostContext, Service
 
 MGR_MODULES = Path("/usr/share/ceph/mgr")  # Debian/Ubuntu's ceph-mgr-modules-core
 
@@ -36,7 +36,7 @@ class MetricsService(Service):
     def facts(self, plan) -> dict[str, str]:
         return {"metrics": f"http://{plan.mon_address}:{plan.ports['metrics']}/metrics"}
 
-    def start(self, host) -> None:
+    def start(self, host: HostContext) -> None:
         url = self.facts(host.plan)["metrics"]
         with host.steps.step("metrics-start", f"metrics exporter on {url}"):
             # The options first: the module reads them when it starts serving. `force`: the
@@ -47,7 +47,7 @@ class MetricsService(Service):
                                    force=True)
             host.admin.command("mgr module enable", module="prometheus", force="--force")
 
-    def ready(self, host) -> None:
+    def ready(self, host: HostContext) -> None:
         url = self.facts(host.plan)["metrics"]
         with host.steps.step("metrics-ready", "metrics answer"):
             wait_until(lambda: answers_200(url), Timeouts.METRICS_HTTP, f"the metrics endpoint {url}", interval=0.05,

@@ -6,7 +6,7 @@ import os
 from ..ceph.admin import AdminClient
 from ..errors import DeployError
 from ..plan import Plan
-from .base import Service
+from .base import HostContext, Service
 
 
 def create_pool(admin: AdminClient, plan: Plan) -> None:
@@ -34,11 +34,11 @@ class PoolService(Service):
     name, label = "pool", "pool"
     steps = {"create": ("pool-create",), "ready": ("pool-verify",)}
 
-    def create(self, host) -> None:
+    def create(self, host: HostContext) -> None:
         with host.steps.step("pool-create", f"pool {host.plan.pool} created ({host.plan.pg_num} PGs)"):
             create_pool(host.admin, host.plan)
 
-    def ready(self, host) -> None:
+    def ready(self, host: HostContext) -> None:
         with host.steps.step("pool-verify", f"pool {host.plan.pool} stores and returns data"):
             verify_pool(host.admin, host.plan.pool)
 

@@ -10,7 +10,7 @@ from ..ceph.keys import write_private
 from ..errors import DeployError, UsageError
 from ..layout import Layout
 from ..wait import Timeouts, wait_until
-from .base import Service
+from .base import HostContext, Service
 
 S3_USER = "ramburst"
 REGION = "us-east-1"  # radosgw accepts any region in signatures; clients want one set
@@ -151,7 +151,7 @@ class S3Service(Service):
         except ImportError:
             raise UsageError("the s3 service needs boto3: pip install boto3") from None
 
-    def start(self, host) -> None:
+    def start(self, host: HostContext) -> None:
         """Start radosgw; once it answers, create the S3 user (in the background; running
         radosgw-admin while radosgw sets up its zone makes both wait ~5 s on each other)."""
         rgws = host.of_kind("rgw")
@@ -172,7 +172,7 @@ class S3Service(Service):
                 write_credentials(host.layout.s3, self.creds)
         self.user_job = host.submit(make_user)
 
-    def ready(self, host) -> None:
+    def ready(self, host: HostContext) -> None:
         if self.user_job is None:
             return
         self.user_job.result()
