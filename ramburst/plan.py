@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,24 @@ class DaemonSpec:
         if self.kind == "fuse":
             return "client.admin"
         return self.name
+
+
+@dataclass(frozen=True)
+class DaemonWant:
+    """A daemon a service adds to the plan, declared on its unit (services/*.py `daemons`):
+    plan_cluster lays these out and knows no service by name."""
+
+    kind: str                  # a ceph/ daemon kind: mds, rgw, fuse
+    every_host: bool = False   # False: on the primary (h0) only, after mon and mgr; True: on every host, after its OSDs
+    ident: str = "{host}"      # the daemon's id; "{host}" stands for the host label (h0, h1 ...)
+
+    def spec(self, label: str) -> DaemonSpec:
+        return DaemonSpec(self.kind, self.ident.replace("{host}", label))
+
+
+# The primary's daemons start in this order and ceph.conf lists them so (the MDS before
+# radosgw, whatever the order of the services); a kind not named here comes after these.
+PRIMARY_ORDER = ("mon", "mgr", "mds", "rgw")
 
 
 @dataclass(frozen=True)
@@ -71,6 +90,7 @@ class Plan:
     checksums: bool = False
     share_mount: bool = False
     ports: dict = field(default_factory=dict)  # service name -> its port on mon_address (metrics)
+    quota_shares: tuple[str, ...] = ()  # the services that each get a quota share (services.quota_shares)
 
     @property
     def mon_host(self) -> str:
@@ -100,19 +120,15 @@ class Plan:
         """What users can store: the requested RAM of all hosts over the number of copies."""
         return self.osd_bytes * len(self.osds) // self.replicas
 
-    @property
-    def pool_has_quota(self) -> bool:
-        """The pool gets a quota only when it shares the store with s3 or fs; alone it may
-        fill the requested size (the watchdog keeps the OSD alive at full)."""
-        return "pool" in self.services and any(s in self.services for s in ("s3", "fs"))
+    def has_quota(self, service: str) -> bool:
+        return service in self.quota_shares
 
     @property
     def service_quota_bytes(self) -> int:
-        """Quota of each of s3, fs (and the pool beside them): together they stay below
-        'full', so one service filling up never leaves another (or CephFS deletes) waiting
-        on a full cluster."""
-        shared = sum(1 for s in ("s3", "fs") if s in self.services) + int(self.pool_has_quota)
-        return int(0.9 * self.usable_bytes / max(1, shared))
+        """Quota of each service holding a share (s3, fs, and the pool beside them): together
+        they stay below 'full', so one service filling up never leaves another (or CephFS
+        deletes) waiting on a full cluster."""
+        return int(0.9 * self.usable_bytes / max(1, len(self.quota_shares)))
 
     def mount_for(self, label: str) -> Path | None:
         """This host's mountpoint: `{host}` in --mount stands for the host label (h0, h1 ...),
@@ -148,9 +164,12 @@ def ram_folder(config: Config, token: str, label: str, promise: int) -> Path:
 
 def plan_cluster(config: Config, addresses: list[str], fsid: str, mon_port: int,
                  rgw_port: int | None = None, ram_token: str | None = None, promise: int = 0,
-                 ports: dict | None = None) -> Plan:
-    """Lay out mon, mgr (and mds, radosgw) on the first host, `config.osds` OSDs on every
-    host, and a ceph-fuse mount on every host when the fs service is asked for."""
+                 ports: dict | None = None, wants: Iterable[DaemonWant] = (),
+                 quota_shares: Iterable[str] = ()) -> Plan:
+    """Lay out mon and mgr on the first host, `config.osds` OSDs on every host, and the
+    daemons the selected services want (`services.wants`): mds and radosgw on the first
+    host, a ceph-fuse mount on every host. `quota_shares` (`services.quota_shares`): who
+    gets a share of the store as its quota."""
     if config.hosts is not None and config.hosts != len(addresses):
         raise UsageError(f"the config asks for {config.hosts} hosts but {len(addresses)} "
                          f"{'is' if len(addresses) == 1 else 'are'} taking part")
@@ -160,29 +179,28 @@ def plan_cluster(config: Config, addresses: list[str], fsid: str, mon_port: int,
     if config.replicas > places:
         raise UsageError(f"replicas {config.replicas} needs at least {config.replicas} "
                          f"{failure_domain}s, but the plan has {places}")
+    wants = tuple(wants)
+    primary = sorted((w for w in wants if not w.every_host),
+                     key=lambda w: PRIMARY_ORDER.index(w.kind) if w.kind in PRIMARY_ORDER else len(PRIMARY_ORDER))
     hosts = []
     next_osd = 0
     token = ram_token or new_ram_token()
     for i, address in enumerate(addresses):
+        label = f"h{i}"
         daemons: list[DaemonSpec] = []
         if i == 0:
-            daemons += [DaemonSpec("mon", "a"), DaemonSpec("mgr", "x")]
-            if "fs" in config.services:
-                daemons.append(DaemonSpec("mds", "a"))
-            if "s3" in config.services:
-                daemons.append(DaemonSpec("rgw", f"h{i}"))
+            daemons += [DaemonSpec("mon", "a"), DaemonSpec("mgr", "x"), *(w.spec(label) for w in primary)]
         for _ in range(config.osds):
             daemons.append(DaemonSpec("osd", str(next_osd)))
             next_osd += 1
-        if "fs" in config.services:
-            daemons.append(DaemonSpec("fuse", f"h{i}"))
-        hosts.append(HostPlan(f"h{i}", address, ram_folder(config, token, f"h{i}", promise), tuple(daemons)))
+        daemons += [w.spec(label) for w in wants if w.every_host]
+        hosts.append(HostPlan(label, address, ram_folder(config, token, label, promise), tuple(daemons)))
     return Plan(
         name=config.name, fsid=fsid, state_dir=config.instance_dir,
         mon_address=addresses[0], mon_port=mon_port, pool=config.pool,
         replicas=config.replicas, pg_num=pg_count(total_osds, config.replicas),
         device=config.device, osd_bytes=config.osd_bytes, services=config.services,
         hosts=tuple(hosts), mount=config.mount_path, failure_domain=failure_domain,
-        rgw_port=rgw_port if "s3" in config.services else None, checksums=config.checksums,
-        share_mount=config.share_mount, ports=dict(ports or {}),
+        rgw_port=rgw_port if any(w.kind == "rgw" for w in wants) else None, checksums=config.checksums,
+        share_mount=config.share_mount, ports=dict(ports or {}), quota_shares=tuple(quota_shares),
     )

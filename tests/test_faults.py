@@ -12,7 +12,7 @@ import time
 import pytest
 
 from conftest import RAMBURST, assert_nothing_left, cli, processes_mentioning, unique_name
-from test_full_store import fill
+from helpers import fill, wait_until_up
 
 pytestmark = pytest.mark.ceph
 
@@ -22,17 +22,6 @@ def start_run(state, name, *cmd, grace=None):
     if grace is not None:
         args += ["--grace", str(grace)]
     return subprocess.Popen([*args, "--", *cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def wait_until_up(state, proc, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        meta = state / "instance.json"
-        if meta.exists() and json.loads(meta.read_text())["state"] == "up":
-            return
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.1)
-    raise AssertionError("instance never came up")
 
 
 @pytest.mark.parametrize("trap,grace,expected", [(False, 10, 143), (True, 2, 137)])

@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -21,39 +20,10 @@ from ramburst.ceph.admin import load_rados
 from ramburst.plan import BLUESTORE_META, FULL_HEADROOM
 
 from conftest import cli
+from helpers import OBJ, fill
 
 pytestmark = pytest.mark.ceph
 
-OBJ = 4 * 2**20
-
-
-def fill(conf: str, pool: str, limit_bytes: int, timeout: float = 5) -> tuple[dict[str, str], list[str]]:
-    """Write 4 MiB objects with 16 writers until writes fail; return {acknowledged: sha256}, errors."""
-    rados = load_rados()
-    cluster = rados.Rados(conffile=conf, name="client.admin",
-                          conf={"rados_osd_op_timeout": str(timeout)})
-    cluster.connect(timeout=10)
-    acked: dict[str, str] = {}
-    errors: list[str] = []
-    try:
-        io = cluster.open_ioctx(pool)
-
-        def put(i: int) -> None:
-            if errors:
-                return
-            data = os.urandom(OBJ)
-            try:
-                io.write_full(f"fill-{i}", data)
-                acked[f"fill-{i}"] = hashlib.sha256(data).hexdigest()
-            except rados.Error as e:
-                errors.append(f"{type(e).__name__}: {e}")
-
-        with ThreadPoolExecutor(16) as pool_:
-            list(pool_.map(put, range(limit_bytes // OBJ)))
-        io.close()
-    finally:
-        cluster.shutdown()
-    return acked, errors
 
 
 def read_back(conf: str, pool: str, acked: dict[str, str]) -> list[str]:

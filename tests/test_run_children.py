@@ -9,7 +9,7 @@ import psutil
 import pytest
 
 from conftest import RAMBURST, assert_nothing_left
-from test_faults import wait_until_up
+from helpers import wait_until_up
 
 pytestmark = pytest.mark.ceph
 

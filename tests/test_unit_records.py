@@ -2,26 +2,18 @@
 from __future__ import annotations
 
 from contextlib import ExitStack
-from dataclasses import replace
 from pathlib import Path
 
-from ramburst.config import build_config
 from ramburst.instance import FORMAT, HostRecord, InstanceState
-from ramburst.plan import plan_cluster
 from ramburst.process import ProcessRecord
 from ramburst.progress import Steps
+
+from helpers import make_plan
 
 # The keys of instance.json as of issue 12 (status, env, attach and dashboards read them).
 INSTANCE_KEYS = {"name", "fsid", "state", "pool", "services", "mon_host", "device", "checksums", "replicas",
                  "hosts", "osds", "osd_bytes", "mount", "s3_endpoint", "conf", "up_pid", "created",
                  "endpoints"}  # endpoints: added with the service units (where each service is)
-
-
-def make_plan(tmp_path, services=("pool",), hosts=("127.0.0.1",), **options):
-    config = replace(build_config(size="1G", services=services, state_dir=str(tmp_path / "state"), name="t1",
-                                  **options), ram_dir=tmp_path / "ram")
-    return plan_cluster(config, list(hosts), "00000000-0000-0000-0000-000000000001", 40001,
-                        40002 if "s3" in services else None, "abcdef0123456789")
 
 
 def instance_meta(plan, state: str) -> dict:

@@ -12,7 +12,7 @@ from ..errors import UsageError
 from ..instance import InstanceLock, InstanceState
 from ..plan import FULL_HEADROOM
 from ..progress import Steps
-from ..services import selected
+from ..services import selected, wants
 from .teardown import down
 from .teardown import up_still_running as _up_still_running
 
@@ -31,8 +31,8 @@ def validate(config: Config, host_label: str = "h0") -> tuple[dict[str, str], st
 
 def daemon_counts(config: Config) -> dict[str, int]:
     counts = {"mon": 1, "mgr": 1, "osd": config.osds}
-    for unit in selected(config.services):
-        counts.update(unit.daemons)
+    for want in wants(config.services):  # per host at most: the primary's share
+        counts[want.kind] = counts.get(want.kind, 0) + 1
     return counts
 
 

@@ -19,7 +19,7 @@ from ..files import failure_log_path
 from ..mpi import LocalComm
 from ..plan import new_ram_token, plan_cluster
 from ..progress import Steps
-from ..services import selected
+from ..services import quota_shares, selected, wants
 from .admission import memory_promise, prepare_instance_dir, validate
 from .deployment import Deployment, role_of
 from .phases import run_phases
@@ -68,13 +68,15 @@ def up(config: Config, show_progress: bool = True, comm=None, cancel: threading.
     if len(set(addresses)) != len(addresses):
         raise UsageError(f"two ranks share the address {address} of --interface {config.interface}: "
                          "start one rank per host (e.g. mpirun --map-by ppr:1:node)")
+    want = wants(config.services)
     ids = comm.bcast((str(uuid.uuid4()), hostmod.free_port(address),
-                      hostmod.free_port(address) if "s3" in config.services else None,
+                      hostmod.free_port(address) if any(w.kind == "rgw" for w in want) else None,
                       new_ram_token(),
                       {u.name: hostmod.free_port(address) for u in selected(config.services) if u.ports})
                      if first else None)
     plan = comm.agree("planning", lambda: plan_cluster(config, addresses, *ids[:4], promise=memory_promise(config),
-                                                       ports=ids[4]))
+                                                       ports=ids[4], wants=want,
+                                                       quota_shares=quota_shares(config.services)))
     with signals_raise(steps.cancel), ExitStack() as locks:
         comm.agree("instance check", (lambda: prepare_instance_dir(config, steps)) if first else None)
         try:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol, runtime_che
 
 from ..config import Config
 from ..model import Instance
+from ..plan import DaemonWant
 
 if TYPE_CHECKING:
     from ..ceph.admin import AdminClient
@@ -57,7 +58,9 @@ class Service:
     name: ClassVar[str] = ""                                  # the --service word
     label: ClassVar[str] = ""                                 # status: "  <name>  <label> <where>"
     binaries: ClassVar[tuple[str, ...]] = ()                  # host.check_binaries kinds
-    daemons: ClassVar[Mapping[str, int]] = {}                 # per host, counted for the memory promise
+    daemons: ClassVar[tuple[DaemonWant, ...]] = ()            # laid out by the plan, counted for the memory promise
+    quota: ClassVar[str] = ""                                 # "own": a share of the store; "beside": one
+                                                              # only next to an "own" (services.quota_shares)
     ports: ClassVar[int] = 0                                  # free ports drawn on the primary's address
     steps: ClassVar[Mapping[str, tuple[str, ...]]] = {}       # hook -> its step names (RAMBURST_FAIL_AT)
 

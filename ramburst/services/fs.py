@@ -12,7 +12,7 @@ from ..layout import Layout
 from ..plan import Plan
 from ..process import stop_processes
 from ..wait import Timeouts, wait_until
-from .base import HostContext, Service
+from .base import DaemonWant, HostContext, Service
 
 FS_NAME = "ramburst"
 
@@ -74,7 +74,8 @@ class FsService(Service):
 
     name, label = "fs", "mounted at"
     binaries = ("mds", "fuse")
-    daemons = {"mds": 1, "fuse": 1}
+    daemons = (DaemonWant("mds", ident="a"), DaemonWant("fuse", every_host=True))
+    quota = "own"
     steps = {"prepare_host": ("mountpoint",), "create": ("fs-create", "mds-start"),
              "ready": ("mds-ready", "fs-root"), "attach_host": ("fs-mount",)}
 

@@ -11,7 +11,7 @@ from .base import HostContext, Service
 
 def create_pool(admin: AdminClient, plan: Plan) -> None:
     admin.create_pool(plan.pool, plan.pg_num)
-    if plan.pool_has_quota:
+    if plan.has_quota("pool"):
         # Its share next to s3 and fs: the monitor flags the pool full (clients get EDQUOT with
         # FULL_TRY, others wait), before the OSDs fill and stall the other services too. The
         # flag lags a fill at RAM speed by seconds; the watchdog bounds that case.
@@ -32,6 +32,8 @@ def verify_pool(admin: AdminClient, pool: str) -> None:
 
 class PoolService(Service):
     name, label = "pool", "pool"
+    # Alone the pool may fill the requested size (the watchdog keeps the OSD alive at full).
+    quota = "beside"
     steps = {"create": ("pool-create",), "ready": ("pool-verify",)}
 
     def create(self, host: HostContext) -> None:

@@ -10,7 +10,7 @@ from ..ceph.keys import write_private
 from ..errors import DeployError, UsageError
 from ..layout import Layout
 from ..wait import Timeouts, wait_until
-from .base import HostContext, Service
+from .base import DaemonWant, HostContext, Service
 
 S3_USER = "ramburst"
 REGION = "us-east-1"  # radosgw accepts any region in signatures; clients want one set
@@ -138,7 +138,8 @@ class S3Service(Service):
 
     name, label = "s3", "S3 endpoint"
     binaries = ("rgw", "rgw-admin")
-    daemons = {"rgw": 1}
+    daemons = (DaemonWant("rgw"),)
+    quota = "own"
     steps = {"start": ("rgw-start", "rgw-ready", "s3-user"), "ready": ("s3-ready",)}
 
     def __init__(self):
