@@ -21,14 +21,14 @@ import os
 import stat
 import tempfile
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import UsageError
+from .errors import DeployError, UsageError
 from .layout import Layout
 from .model import Instance
 from .process import ProcessRecord
+from .wait import wait_until
 
 FORMAT = "ramburst-instance/1"
 
@@ -214,21 +214,22 @@ class InstanceLock:
             else:
                 why = e.strerror
             raise UsageError(f"{self.path} is not a ramburst instance ({why}); nothing was touched") from None
-        deadline = time.monotonic() + wait
-        while True:
+
+        def locked() -> bool:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
             except BlockingIOError:
-                if time.monotonic() < deadline:
-                    time.sleep(0.01)
-                    continue
+                return False
             except OSError as e:
                 # NFS turns flock into a POSIX write lock, which a folder opened read-only
                 # cannot take (EBADF): go on unlocked there rather than refuse to work.
-                if e.errno in (errno.EBADF, errno.ENOLCK, errno.EINVAL, errno.EOPNOTSUPP):
-                    break
-                raise
+                if e.errno not in (errno.EBADF, errno.ENOLCK, errno.EINVAL, errno.EOPNOTSUPP):
+                    raise
+            return True
+
+        try:
+            wait_until(locked, wait, f"the lock of {self.name}", interval=0.01)
+        except DeployError:
             pid = lock_holder(fd)
             os.close(fd)
             raise UsageError(f"instance {self.name!r} is being deployed or removed by "

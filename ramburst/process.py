@@ -3,10 +3,12 @@ matches that record: a recycled pid is never signalled. Plain data, no Ceph know
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import asdict, dataclass
 
 import psutil
+
+from .errors import DeployError
+from .wait import Timeouts, wait_until
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ class ProcessRecord:
         return self.process() is not None
 
 
-def stop_processes(records: list[ProcessRecord], timeout: float = 10.0) -> list[str]:
+def stop_processes(records: list[ProcessRecord], timeout: float = Timeouts.PROCESSES_GONE) -> list[str]:
     """Kill every recorded process that is still the one we started, and wait until it is gone.
 
     SIGKILL, not SIGTERM: the data lives in RAM and is thrown away, so a graceful stop only
@@ -56,8 +58,11 @@ def stop_processes(records: list[ProcessRecord], timeout: float = 10.0) -> list[
             p.kill()
         except psutil.NoSuchProcess:
             pass
-    deadline = time.monotonic() + timeout
-    # Not our children (they outlive `up`), so poll; a zombie counts as gone.
-    while any(r.process() is not None for r, _ in live) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    # Not our children (they outlive `up`), so poll; a zombie counts as gone. One that is
+    # still there after the timeout is left to the caller's own checks, as SIGKILL is all we have.
+    try:
+        wait_until(lambda: all(r.process() is None for r, _ in live), timeout, "killed processes to go",
+                   interval=0.01)
+    except DeployError:
+        pass
     return [r.name for r, _ in live]

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from .errors import DeployError
+from .wait import Timeouts, wait_until
 
 
 class Steps:
@@ -67,6 +68,5 @@ def inject(step: str, cancel: threading.Event | None = None) -> None:
         raise DeployError(f"failure injected at step {step} (RAMBURST_FAIL_AT)")
     if os.environ.get("RAMBURST_HANG_AT") == step:
         print(f"ramburst: hanging at step {step} (RAMBURST_HANG_AT)", file=sys.stderr, flush=True)
-        while cancel is None or not cancel.is_set():
-            time.sleep(0.05)
+        wait_until(lambda: cancel is not None and cancel.is_set(), Timeouts.NEVER, f"step {step}", interval=0.05)
         raise DeployError(f"step {step} cancelled")

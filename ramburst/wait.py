@@ -1,6 +1,7 @@
 """Waiting for a daemon or an endpoint: one polling loop, and every timeout of `up` by name."""
 from __future__ import annotations
 
+import math
 import threading
 import time
 from typing import Callable, TypeVar
@@ -22,6 +23,8 @@ class Timeouts:
     METRICS_HTTP = 60
     UNMOUNT = 5
     LOCK_AFTER_MKDIR = 5
+    PROCESSES_GONE = 10   # after SIGKILL, until the kernel has reaped them
+    NEVER = math.inf      # RAMBURST_HANG_AT: until the deployment is cancelled
 
 
 def wait_until(predicate: Callable[[], T], timeout: float, what: str, *, interval: float = 0.02,

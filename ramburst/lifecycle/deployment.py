@@ -29,7 +29,7 @@ from ..plan import Plan
 from ..process import ProcessRecord, stop_processes
 from ..progress import Steps
 from ..services import selected
-from ..wait import Timeouts
+from ..wait import Timeouts, wait_until
 from .admission import check_memory
 
 DAEMON_CLASSES = {"mon": MonDaemon, "mgr": MgrDaemon, "osd": OsdDaemon, "mds": MdsDaemon,
@@ -205,16 +205,19 @@ class Deployment:
     def connect(self) -> AdminClient:
         with self.steps.step("mon-ready", "monitor answers"):
             mons = self.of_kind("mon")
-            deadline = time.monotonic() + Timeouts.MON_ANSWERS
-            while True:
-                for m in mons:
+            last: list[str] = []
+
+            def attempt() -> AdminClient | None:
+                for m in mons:  # a dead monitor fails the step now, not after the timeout
                     m.check_running()
                 try:
-                    admin = AdminClient(self.layout.conf, timeout=5)
-                    break
-                except DeployError:
-                    if time.monotonic() > deadline:
-                        raise
+                    return AdminClient(self.layout.conf, timeout=5)
+                except DeployError as e:
+                    last[:] = [e.message]
+                    return None
+
+            # No pause between attempts: the client's connect itself waits up to 5 s.
+            admin = wait_until(attempt, Timeouts.MON_ANSWERS, "the monitor", interval=0, failure=lambda: last[0])
             self.undo.callback(admin.close)
             return admin
 
