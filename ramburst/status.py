@@ -12,6 +12,7 @@ from .instance import InstanceState
 from .layout import Layout
 from .model import Instance
 from .services import REGISTRY, selected
+from .wait import http_status
 
 
 class NotUp(RamburstError):
@@ -146,13 +147,8 @@ def _local_addresses() -> set[str]:
 
 
 def check_http(endpoint: str, timeout: float) -> tuple[str, str]:
-    import urllib.error
-    import urllib.request
-
     try:
-        urllib.request.urlopen(endpoint, timeout=timeout).close()
-    except urllib.error.HTTPError:
-        pass  # any HTTP answer: the frontend serves
+        http_status(endpoint, timeout)  # any HTTP answer: the frontend serves
     except OSError as e:
         return "not answering", f"no HTTP answer at {endpoint} within {timeout:.0f} s ({e})"
     return "running", f"answers HTTP at {endpoint}"

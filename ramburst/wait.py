@@ -27,6 +27,29 @@ class Timeouts:
     NEVER = math.inf      # RAMBURST_HANG_AT: until the deployment is cancelled
 
 
+def http_status(url: str, timeout: float) -> int:
+    """The HTTP status `url` answers with: an error status is an answer too (the server
+    serves). OSError when nothing answers within `timeout` s."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        e.close()
+        return e.code
+
+
+def http_answers(url: str, timeout: float = 2, status: int | None = None) -> bool:
+    """Whether `url` answers HTTP now (with `status`, when given): a probe for wait_until."""
+    try:
+        code = http_status(url, timeout)
+    except OSError:
+        return False
+    return status is None or code == status
+
+
 def wait_until(predicate: Callable[[], T], timeout: float, what: str, *, interval: float = 0.02,
                check: Callable[[], None] | None = None, cancel: threading.Event | None = None,
                failure: Callable[[], str] | None = None) -> T:

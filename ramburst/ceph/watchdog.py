@@ -27,8 +27,6 @@ import argparse
 import json
 import os
 import re
-import socket
-import struct
 import sys
 import time
 from datetime import datetime, timezone
@@ -37,13 +35,14 @@ from pathlib import Path
 from ..instance import HostRecord
 from ..layout import Layout
 from ..process import stop_processes
+from .asok import asok_command
 from .daemon import Daemon
 
 POLL = 0.02
 MOUNT_CHECK = 1.0
 STUCK_AFTER = 20.0  # as rados_osd_op_timeout (conf.CLIENT_OP_TIMEOUT) for librados clients
 RESUME = 0.98
-ASOK_TIMEOUT = 1.0
+ASOK_TIMEOUT = 1.0  # for a whole admin-socket answer (ceph/asok.py: no `ceph` CLI, well under 1 ms a poll)
 
 
 class Watchdog(Daemon):
@@ -61,29 +60,6 @@ class Watchdog(Daemon):
                 "--host", self.id, "--osd-limit", str(self.osd_limit)]
 
 
-def asok(path: Path, command: dict, timeout: float = ASOK_TIMEOUT) -> bytes:
-    """One admin-socket command (a JSON request, a length-prefixed answer), without
-    starting the `ceph` CLI: a poll costs well under a millisecond."""
-    with socket.socket(socket.AF_UNIX) as s:
-        s.settimeout(timeout)
-        s.connect(str(path))
-        s.sendall(json.dumps(command).encode() + b"\0")
-        head = b""
-        while len(head) < 4:
-            chunk = s.recv(4 - len(head))
-            if not chunk:
-                raise ConnectionError("admin socket closed")
-            head += chunk
-        size = struct.unpack(">I", head)[0]
-        body = bytearray()
-        while len(body) < size:
-            chunk = s.recv(size - len(body))
-            if not chunk:
-                raise ConnectionError("admin socket closed")
-            body += chunk
-        return bytes(body)
-
-
 class OsdGuard:
     """Keeps one BlueStore OSD from taking writes past `limit` bytes of data."""
 
@@ -93,8 +69,8 @@ class OsdGuard:
 
     def allocated(self) -> int | None:
         try:
-            answer = json.loads(asok(self.socket, {"prefix": "perf dump", "logger": "bluestore",
-                                                   "counter": "bluestore_allocated"}))
+            answer = json.loads(asok_command(self.socket, {"prefix": "perf dump", "logger": "bluestore",
+                                                           "counter": "bluestore_allocated"}, ASOK_TIMEOUT))
         except (OSError, ValueError):
             return None  # not up yet, gone, or stopped: nothing to guard right now
         return answer.get("bluestore", {}).get("bluestore_allocated")
@@ -114,7 +90,7 @@ class OsdGuard:
 
     def _inject(self, state: str) -> None:
         try:
-            asok(self.socket, {"prefix": "injectfull", "type": state, "count": -1})
+            asok_command(self.socket, {"prefix": "injectfull", "type": state, "count": -1}, ASOK_TIMEOUT)
         except OSError as e:
             log(f"{self.name}: injectfull {state} failed: {e}")
 
@@ -123,11 +99,11 @@ def oldest_request_age(socket_path: Path) -> float:
     """Seconds the oldest request of a ceph-fuse to an MDS or OSD has been waiting."""
     ages = [0.0]
     # Several pending requests come as repeated "request" keys, so read the stamps as text.
-    text = asok(socket_path, {"prefix": "mds_requests"}).decode(errors="replace")
+    text = asok_command(socket_path, {"prefix": "mds_requests"}, ASOK_TIMEOUT).decode(errors="replace")
     now = datetime.now(timezone.utc)
     for stamp in re.findall(r'"sent_stamp": "([^"]+)"', text):
         ages.append((now - datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f%z")).total_seconds())
-    osd = json.loads(asok(socket_path, {"prefix": "objecter_requests"}) or b"{}")
+    osd = json.loads(asok_command(socket_path, {"prefix": "objecter_requests"}, ASOK_TIMEOUT) or b"{}")
     ages += [float(op.get("age", 0)) for op in osd.get("ops", [])]
     return max(ages)
 

@@ -3,24 +3,13 @@
 module's default, which a second instance or a node exporter would already hold)."""
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from ..errors import UsageError
-from ..wait import Timeouts, wait_until
+from ..wait import Timeouts, http_answers, wait_until
 from .base import HostContext, Service
 
 MGR_MODULES = Path("/usr/share/ceph/mgr")  # Debian/Ubuntu's ceph-mgr-modules-core
-
-
-def answers_200(url: str) -> bool:
-    """The exporter answers 503 "No cached data available yet" until its first collection."""
-    try:
-        with urllib.request.urlopen(url, timeout=2) as r:
-            return r.status == 200
-    except (urllib.error.HTTPError, OSError):
-        return False
 
 
 class MetricsService(Service):
@@ -50,8 +39,9 @@ class MetricsService(Service):
     def ready(self, host: HostContext) -> None:
         url = self.facts(host.plan)["metrics"]
         with host.steps.step("metrics-ready", "metrics answer"):
-            wait_until(lambda: answers_200(url), Timeouts.METRICS_HTTP, f"the metrics endpoint {url}", interval=0.05,
-                       check=host.check_daemons, cancel=host.steps.cancel)
+            # 200 only: the exporter answers 503 "No cached data available yet" until its first collection.
+            wait_until(lambda: http_answers(url, status=200), Timeouts.METRICS_HTTP, f"the metrics endpoint {url}",
+                       interval=0.05, check=host.check_daemons, cancel=host.steps.cancel)
 
     def environment(self, inst, state_dir, host_label) -> dict[str, str]:
         return {"RAMBURST_METRICS_URL": inst.endpoints["metrics"]}

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..ceph.keys import write_private
 from ..errors import DeployError, UsageError
 from ..layout import Layout
-from ..wait import Timeouts, wait_until
+from ..wait import Timeouts, http_answers, wait_until
 from .base import DaemonWant, HostContext, Service
 
 S3_USER = "ramburst"
@@ -96,21 +96,10 @@ def client(creds: S3Credentials):
 
 
 def wait_http(endpoint: str, timeout: float, check=None, cancel=None) -> None:
-    """Until the gateway answers HTTP at all (an anonymous request)."""
-    import urllib.error
-    import urllib.request
-
-    def answers() -> bool:
-        try:
-            urllib.request.urlopen(endpoint, timeout=2).close()
-            return True
-        except urllib.error.HTTPError:
-            return True  # any HTTP answer means the frontend is serving
-        except OSError:
-            return False
-
-    wait_until(answers, timeout, f"radosgw at {endpoint}", interval=0.05, check=check, cancel=cancel,
-               failure=lambda: f"radosgw did not answer at {endpoint} within {timeout:.0f} s")
+    """Until the gateway answers HTTP at all (an anonymous request; any status means the
+    frontend is serving)."""
+    wait_until(lambda: http_answers(endpoint), timeout, f"radosgw at {endpoint}", interval=0.05, check=check,
+               cancel=cancel, failure=lambda: f"radosgw did not answer at {endpoint} within {timeout:.0f} s")
 
 
 def wait_ready(creds: S3Credentials, timeout: float, check=None, cancel=None) -> None:
