@@ -95,6 +95,23 @@ def stray_ceph_processes(base: str) -> list[psutil.Process]:
     return found
 
 
+@pytest.fixture
+def fake_ceph_path(tmp_path, monkeypatch):
+    """A stub for every Ceph binary first on PATH, for tests refused after the binary check
+    (bad sizes, interfaces, plans, folders): they then pass on a host without Ceph too. A
+    stub that is ever run fails loudly, so a test that gets further than it meant to fails."""
+    from ramburst.host import CEPH_BINARIES
+
+    stubs = tmp_path / "ceph-stubs"
+    stubs.mkdir()
+    for name in CEPH_BINARIES.values():
+        stub = stubs / name
+        stub.write_text(f"#!/bin/sh\necho '{name}: a stub of the test suite was run' >&2\nexit 1\n")
+        stub.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{stubs}{os.pathsep}{os.environ.get('PATH', '')}")
+    return stubs
+
+
 @pytest.fixture(autouse=True, scope="session")
 def no_stray_daemons(tmp_path_factory):
     """Safety net: a Ceph daemon still running from this session's folders at the end is

@@ -36,6 +36,7 @@ def check_refused(args, tmp_path, expect: str, env=None):
     (["up", "--checksums=yes"], "does not take a value"),
     (["run", "--size", "1G"], "Missing argument 'COMMAND...'"),
 ])
+@pytest.mark.usefixtures("fake_ceph_path")  # refused after the binary check: no Ceph needed
 def test_bad_flags(tmp_path, args, expect):
     check_refused(args, tmp_path, expect)
 
@@ -66,6 +67,7 @@ def test_ceph_binaries_missing(tmp_path):
     check_refused(["up"], tmp_path, "ceph-mon not found on PATH: install Ceph", env={"PATH": "/nonexistent"})
 
 
+@pytest.mark.usefixtures("fake_ceph_path")
 def test_distrax_host_count_must_match(tmp_path):
     f = tmp_path / "distrax.cfg"
     f.write_text("[setup]\nbackend = ceph\ninterface = lo\nnumber_of_hosts = 3\nservice = pool\n")

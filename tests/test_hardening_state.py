@@ -116,6 +116,7 @@ def test_item1_down_refuses_an_instance_of_another_user(tmp_path, attacker):
 
 
 @pytest.mark.parametrize("mode", [0o700, 0o777])
+@pytest.mark.usefixtures("fake_ceph_path")  # refused after the binary check: no Ceph needed
 def test_item1_up_into_a_folder_another_user_made(tmp_path, attacker, mode):
     """--state-dir in a shared folder where another user got there first: refused, untouched."""
     from conftest import traversable
@@ -272,6 +273,7 @@ def test_item10_bad_toml_is_one_line(tmp_path, body, expect):
     (b"[Setup]\nbackend = ceph\nnumber_of_hosts = 3\n", "asks for 3 hosts"),
     (b"[setup]\nbackend = ceph\n[SETUP]\nnumber_of_hosts = 3\n", "setup"),
 ])
+@pytest.mark.usefixtures("fake_ceph_path")
 def test_item10_bad_distrax_ini_is_one_line(tmp_path, body, expect):
     f = tmp_path / "distrax.cfg"
     f.write_bytes(body)
