@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -53,6 +54,29 @@ def fill(conf: str, pool: str, limit_bytes: int, timeout: float = 5) -> tuple[di
     finally:
         cluster.shutdown()
     return acked, errors
+
+
+def run_in_thread(fn, name: str = "deployer") -> tuple[threading.Thread, dict]:
+    """Start fn in a thread that is not the main one; the dict gets its "value" or "error"."""
+    out: dict = {}
+
+    def body():
+        try:
+            out["value"] = fn()
+        except BaseException as e:  # noqa: BLE001 - handed to the test thread
+            out["error"] = e
+
+    t = threading.Thread(target=body, name=name)
+    t.start()
+    return t, out
+
+
+def in_thread(fn, timeout: float = 30) -> dict:
+    """fn's "value" or "error", run in another thread and joined."""
+    t, out = run_in_thread(fn)
+    t.join(timeout)
+    assert not t.is_alive()
+    return out
 
 
 def wait_until_up(state, proc, timeout=60):

@@ -10,22 +10,9 @@ import ramburst
 from ramburst.errors import DeployError
 
 from conftest import assert_nothing_left, mon_port, unique_name
+from helpers import run_in_thread
 
 pytestmark = pytest.mark.ceph
-
-
-def run_in_thread(fn, timeout=240):
-    out: dict = {}
-
-    def body():
-        try:
-            out["value"] = fn()
-        except BaseException as e:  # noqa: BLE001 - handed to the test thread
-            out["error"] = e
-
-    t = threading.Thread(target=body, name="deployer")
-    t.start()
-    return t, out
 
 
 def test_item4_deploy_works_off_the_main_thread(tmp_path):

@@ -13,21 +13,7 @@ from ramburst.instance import InstanceLock
 from ramburst.lifecycle.bringup import signals_raise
 from ramburst.progress import Steps
 
-
-def in_thread(fn):
-    out: dict = {}
-
-    def run():
-        try:
-            out["value"] = fn()
-        except BaseException as e:  # noqa: BLE001 - handed to the test thread
-            out["error"] = e
-
-    t = threading.Thread(target=run)
-    t.start()
-    t.join(30)
-    assert not t.is_alive()
-    return out
+from helpers import in_thread
 
 
 def test_signals_raise_off_the_main_thread_touches_no_handler():
