@@ -108,7 +108,7 @@ def main() -> None:
         state, mount = Path(tmp) / "cbencharr", Path(tmp) / "mnt"
         subprocess.run([RAMBURST, "up", "--name", "cbencharr", "--state-dir", str(state), "--size", args.size,
                         "--service", "pool", "--service", "s3", "--service", "fs", "--mount", str(mount)],
-                       check=True, stderr=subprocess.DEVNULL)
+                       check=True, stdout=subprocess.DEVNULL)
         shm = Path(tempfile.mkdtemp(prefix="rb-bench-arrays-", dir="/dev/shm"))
         try:
             cluster = ramburst.attach(state_dir=state)
@@ -135,7 +135,9 @@ def main() -> None:
                                            CHUNKS["4 MiB"]),
                                           ("unsharded: 4 MiB chunks (64,128,128)", CHUNKS["4 MiB"], None),
                                           ("sharded: 256 KiB chunks (4,128,128) in 4 MiB shards", (4, 128, 128),
-                                           CHUNKS["4 MiB"])]:
+                                           CHUNKS["4 MiB"]),
+                                          ("sharded: 1 MiB chunks (1,512,512) in 16 MiB shards", (1, 512, 512),
+                                           (16, 512, 512))]:
                 ms, nbytes = slice_reads(rados, data, chunks, shards)
                 slices.append({"layout": label, "median_ms": round(ms, 1), "bytes_read": int(nbytes)})
                 print(f"one 512x512 slice, {label}: {ms:.1f} ms, {nbytes / MiB:.2f} MiB read", flush=True)

@@ -152,13 +152,18 @@ def test_item_pickle_equality_and_read_only(cluster):
     assert sync(ro.get("k", proto)).to_bytes() == b"v"
 
 
-def test_item_open_by_instance_name(cluster):
+def test_item_open_by_instance_name(cluster, monkeypatch):
     root = ra.open(state_dir=cluster.state_dir, namespace="byname", mode="w")
     root.create_array("v", shape=(10,), chunks=(5,), dtype="i4")[:] = np.arange(10)
     ro = ra.open(state_dir=cluster.state_dir, namespace="byname", mode="r")
     assert list(ro.array_keys()) == ["v"] and ro["v"][7] == 7
     with pytest.raises(ValueError, match="read-only"):
         ro["v"][0] = 5
+    # after eval "$(ramburst env ...)": the instance of the environment
+    monkeypatch.setenv("RAMBURST_STATE_DIR", str(cluster.state_dir))
+    assert ra.open(namespace="byname", mode="r")["v"][3] == 3
+    r = cli("array", "ls", "--namespace", "byname", env={"RAMBURST_STATE_DIR": str(cluster.state_dir)})
+    assert r.returncode == 0 and r.stdout.split("\t")[0] == "v", r.stderr
 
 
 def test_item_partial_read_of_a_sharded_array_reads_only_the_slice(cluster):
