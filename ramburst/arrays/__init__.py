@@ -10,11 +10,22 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .store import RadosStore, StoreFullError, ValueTooLargeError
+try:  # imported before the function `store` below is defined, so that the name stays the function
+    from .store import RadosStore, StoreFullError, ValueTooLargeError
+except ModuleNotFoundError as e:  # without the arrays extra the `ramburst` CLI must still start
+    if (e.name or "").split(".")[0] not in ("zarr", "numpy", "numcodecs"):
+        raise
+    _MISSING = e.name
 
 __all__ = ["RadosStore", "StoreFullError", "ValueTooLargeError", "open", "s3_store", "store"]
 
 MODES = ("r", "r+", "a", "w", "w-")
+
+
+def __getattr__(name: str):
+    if name in ("RadosStore", "StoreFullError", "ValueTooLargeError"):
+        raise ImportError(f"ramburst.arrays needs {_MISSING}: pip install 'ramburst[arrays]'")
+    raise AttributeError(name)
 
 
 def store(name: str | None = None, state_dir: str | Path | None = None, namespace: str = "arrays",
