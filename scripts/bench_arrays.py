@@ -36,9 +36,13 @@ IN_FLIGHT = 16
 CHUNKS = {"256 KiB": (16, 64, 64), "1 MiB": (16, 128, 128), "4 MiB": (64, 128, 128), "16 MiB": (64, 256, 256)}
 
 
+CPU: list[float] = []  # client CPU seconds (all threads of this process) of the last timed() call
+
+
 def timed(fn) -> float:
-    t = time.perf_counter()
+    c, t = time.process_time(), time.perf_counter()
     fn()
+    CPU.append(time.process_time() - c)
     return time.perf_counter() - t
 
 
@@ -50,26 +54,33 @@ def raw_pool(cluster, total: int) -> tuple[float, float]:
     io.set_namespace("bench-raw")
     with ThreadPoolExecutor(IN_FLIGHT) as ex:
         w = timed(lambda: list(ex.map(lambda i: io.write_full(f"b{i}", data), range(n))))
+        wc = CPU[-1]
         r = timed(lambda: list(ex.map(lambda i: io.read(f"b{i}", 4 * MiB), range(n))))
+        rc = CPU[-1]
         list(ex.map(lambda i: io.remove_object(f"b{i}"), range(n)))
     io.close()
-    return total / w / 1e6, total / r / 1e6
+    return total / w / 1e6, total / r / 1e6, wc * 1e3 / (total / MiB), rc * 1e3 / (total / MiB)
 
 
 def zarr_rw(store, data: np.ndarray, chunks, shards=None) -> tuple[float, float]:
     a = zarr.create_array(store, name="bench", shape=data.shape, chunks=chunks, shards=shards, dtype=data.dtype,
                           compressors=None, overwrite=True)
     w = timed(lambda: a.__setitem__(Ellipsis, data))
+    wc = CPU[-1]
     back = {}
     r = timed(lambda: back.setdefault("v", a[...]))
+    rc = CPU[-1]
     assert np.array_equal(back["v"][:2], data[:2])
     sync(store.delete_dir("bench"))
-    return data.nbytes / w / 1e6, data.nbytes / r / 1e6
+    mib = data.nbytes / MiB
+    return data.nbytes / w / 1e6, data.nbytes / r / 1e6, wc * 1e3 / mib, rc * 1e3 / mib
 
 
-def best(fn, passes: int) -> tuple[float, float]:
+def best(fn, passes: int) -> tuple[float, float, float, float]:
+    """Best MB/s of the passes; the median client CPU ms per MiB (steadier under load)."""
     runs = [fn() for _ in range(passes)]
-    return max(r[0] for r in runs), max(r[1] for r in runs)
+    return (max(r[0] for r in runs), max(r[1] for r in runs), statistics.median(r[2] for r in runs),
+            statistics.median(r[3] for r in runs))
 
 
 def slice_reads(store, data: np.ndarray, chunks, shards, count: int = 10) -> tuple[float, float]:
@@ -100,9 +111,11 @@ def main() -> None:
     data = np.random.default_rng(1).random((args.mib, 512, 512), dtype="f4")
     rows: list[dict] = []
 
-    def row(path: str, layout: str, w: float, r: float) -> None:
-        rows.append({"path": path, "layout": layout, "write_MBps": round(w), "read_MBps": round(r)})
-        print(f"{path:28} {layout:34} write {w:6.0f} MB/s  read {r:6.0f} MB/s", flush=True)
+    def row(path: str, layout: str, w: float, r: float, wcpu: float, rcpu: float) -> None:
+        rows.append({"path": path, "layout": layout, "write_MBps": round(w), "read_MBps": round(r),
+                     "write_cpu_ms_per_MiB": round(wcpu, 2), "read_cpu_ms_per_MiB": round(rcpu, 2)})
+        print(f"{path:28} {layout:34} write {w:6.0f} MB/s  read {r:6.0f} MB/s  client CPU ms/MiB "
+              f"{wcpu:.2f} / {rcpu:.2f}", flush=True)
 
     with tempfile.TemporaryDirectory(prefix="rb-bench-arrays-") as tmp:
         state, mount = Path(tmp) / "cbencharr", Path(tmp) / "mnt"
@@ -147,12 +160,14 @@ def main() -> None:
             subprocess.run([RAMBURST, "down", "--state-dir", str(state)], stderr=subprocess.DEVNULL)
     raw_w, raw_r = rows[0]["write_MBps"], rows[0]["read_MBps"]
     print(f"\narray {data.shape} float32 = {args.mib} MiB, uncompressed, {IN_FLIGHT} requests in flight, "
-          f"best of {args.passes}\n")
-    print("| path | layout | write MB/s | read MB/s | write / raw pool | read / raw pool |")
-    print("|---|---|---|---|---|---|")
+          f"best of {args.passes} (CPU: median); load average at the end {os.getloadavg()[0]:.1f}\n")
+    print("| path | layout | write MB/s | read MB/s | write / raw pool | read / raw pool "
+          "| client CPU ms/MiB write / read |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['path']} | {r['layout']} | {r['write_MBps']} | {r['read_MBps']} | "
-              f"{r['write_MBps'] / raw_w:.2f} | {r['read_MBps'] / raw_r:.2f} |")
+              f"{r['write_MBps'] / raw_w:.2f} | {r['read_MBps'] / raw_r:.2f} | "
+              f"{r['write_cpu_ms_per_MiB']:.2f} / {r['read_cpu_ms_per_MiB']:.2f} |")
     print("\n| one 2-D slice (512x512 float32 = 1 MiB) | median latency ms | bytes read |")
     print("|---|---|---|")
     for s in slices:

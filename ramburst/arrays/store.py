@@ -219,7 +219,7 @@ class RadosStore(Store):
             return await self._read(key, size - start, start) if size > start else b""
         offset = byte_range.offset if isinstance(byte_range, OffsetByteRequest) else 0
         if byte_range is not None and not isinstance(byte_range, OffsetByteRequest):
-            raise TypeError(f"unexpected byte_range, got {byte_range}")
+            raise TypeError(f"Unexpected byte_range, got {byte_range}")
         # One round trip for a value up to the size of the largest seen so far (asking one byte
         # more tells that it was all); a longer one is finished with a stat and a second read.
         want = self._first_read + 1
