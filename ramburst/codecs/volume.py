@@ -1,0 +1,290 @@
+"""The chunk format of the lossless volume codec: header, per-step predictors, context-split residual streams.
+
+Every chunk decodes alone: all it needs (shape, dtype, predictor coefficients, context thresholds, stream
+lengths) is in its own header, and a CRC-32 over the whole body catches a flipped or truncated byte before
+any of it is trusted.
+
+Layout: ``b"RBVC" | u32 body length | u32 crc32(body) | body``; body = fixed header, predictor table,
+base level (raw), then one zstd frame per (context, byte plane) of the zigzagged residuals.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+import zstandard
+
+from . import predict as P
+
+MAGIC = b"RBVC"
+VERSION = 1
+BASE = 4                    # a level whose longest axis is <= BASE is stored raw
+NCTX = 8                    # residual contexts (activity classes)
+KINDS = {"uint8": (8, 0), "uint16": (16, 0), "int16": (16, 1), "float32": (32, 2), "int8": (8, 1),
+         "uint32": (32, 0), "int32": (32, 1)}
+KIND_NAMES = {v: k for k, v in KINDS.items()}
+
+
+class CodecError(ValueError):
+    """A chunk that is not ours, is truncated or corrupted, or data the codec cannot store as asked."""
+
+
+# ---- value mapping: every supported dtype as unsigned integers whose order follows the values -------------
+
+def to_unsigned(a: np.ndarray):
+    bits, kind = KINDS[a.dtype.name]
+    u = a.view(np.dtype(f"u{bits // 8}")).copy() if kind else a
+    if kind == 1:
+        u ^= np.array(1 << (bits - 1), u.dtype)
+    elif kind == 2:                 # float: flip so that the bit patterns sort like the numbers
+        neg = (u >> np.uint32(31)).astype(bool)
+        u[neg] = ~u[neg]
+        u[~neg] |= np.uint32(1 << 31)
+    return u, bits
+
+
+def from_unsigned(u: np.ndarray, name: str) -> np.ndarray:
+    bits, kind = KINDS[name]
+    if kind == 1:
+        u ^= np.array(1 << (bits - 1), u.dtype)
+    elif kind == 2:
+        pos = (u >> np.uint32(31)).astype(bool)
+        u[pos] &= np.uint32(0x7FFFFFFF)
+        u[~pos] = ~u[~pos]
+    return u.view(np.dtype(name))
+
+
+def as_3d(shape):
+    """Any chunk shape as 3-D: leading axes folded into the first, missing ones as length 1."""
+    shape = tuple(int(s) for s in shape)
+    if len(shape) >= 3:
+        return (int(np.prod(shape[:-2])), shape[-2], shape[-1])
+    return (1,) * (3 - len(shape)) + shape
+
+
+def zigzag(r, bits, wdt):
+    r &= wdt((1 << bits) - 1)
+    r -= (r >> (bits - 1)) << bits          # to signed
+    return (r << 1) ^ (r >> (8 * np.dtype(wdt).itemsize - 1))
+
+
+def unzigzag(z, bits, wdt):
+    return (z >> 1) ^ -(z & 1)
+
+
+# ---- encode ---------------------------------------------------------------------------------------------
+
+def _pyramid(v):
+    levels = []
+    while max(v.shape) > BASE:
+        levels.append(v)
+        v = v[::2, ::2, ::2]
+    return levels, np.ascontiguousarray(v)
+
+
+def _encode_level(V, bits, kmin, wdt, table, out):
+    shift = P.SHIFT[bits]
+    subs = {q: np.ascontiguousarray(V[q[0]::2, q[1]::2, q[2]::2]) for q in ((0, 0, 0),) + P.STEPS}
+    padded = {q: P._pad(a) for q, a in subs.items() if a.size}
+    for step, p in enumerate(P.STEPS):
+        target = subs[p]
+        if not target.size:
+            table.append((0, None))
+            continue
+        offs = P.neighbours(V.shape, step, kmin)
+        feats = [P._view(padded, p, o, target.shape) for o in offs]
+        if target.size < P.MIN_FIT:
+            coef, flag = P.fixed_coef(offs, shift), 1
+        else:
+            coef, flag = P.fit_coef(feats, target, shift), 2
+        table.append((flag, coef))
+        pred = P.predict(feats, coef, shift, bits, wdt)
+        z = zigzag(target.astype(wdt) - pred, bits, wdt)
+        out.append((z.ravel(), P.activity([feats[i] for i in P.nearest_shell(offs)], wdt).ravel()))
+
+
+def _thresholds(acts):
+    """Context boundaries: 0 (flat neighbourhood) alone, then quantiles of the non-zero activity of the
+    chunk (stored, so the decoder splits the same way)."""
+    sample = np.concatenate([a[:: max(1, a.size // 20000)] for a in acts]) if acts else np.zeros(0)
+    sample = sample[sample > 0]
+    qs = np.quantile(sample, np.linspace(0, 1, NCTX)[1:-1], method="lower") if sample.size else []
+    return np.unique(np.concatenate([[1], np.asarray(qs, np.int64) + 1]).astype(np.int64))
+
+
+def encode(a: np.ndarray, kmin: int = 6, level: int = 3) -> bytes:
+    """Lossless; ``kmin`` neighbours at least per predictor, ``level`` the zstd level of the streams."""
+    if a.dtype.name not in KINDS:
+        raise CodecError(f"volume codec: dtype {a.dtype} not supported (one of {', '.join(KINDS)})")
+    shape = a.shape
+    u, bits = to_unsigned(np.ascontiguousarray(a).reshape(as_3d(shape)))
+    wdt = P.work_dtype(bits)
+    levels, base = _pyramid(u)
+    table, out = [], []
+    for V in reversed(levels):
+        _encode_level(V, bits, kmin, wdt, table, out)
+    thr = _thresholds([act for _, act in out])
+    nplanes = bits // 8
+    z = np.concatenate([zz for zz, _ in out]) if out else np.zeros(0, wdt)
+    ctx = np.concatenate([np.searchsorted(thr, act, side="right") for _, act in out]) if out else z
+    order = np.argsort(ctx.astype(np.uint8), kind="stable")
+    counts = np.bincount(ctx, minlength=len(thr) + 1) if out else np.zeros(len(thr) + 1, np.int64)
+    zs = z[order].astype(np.dtype(f"<u{nplanes}"))
+    planes = zs.view(np.uint8).reshape(-1, nplanes).T if zs.size else np.zeros((nplanes, 0), np.uint8)
+    cz = zstandard.ZstdCompressor(level=level)
+    frames, lens = [], []
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    for c in range(len(counts)):
+        for b in range(nplanes):
+            seg = np.ascontiguousarray(planes[b, bounds[c]:bounds[c + 1]])
+            f = cz.compress(seg.tobytes()) if seg.size else b""
+            frames.append(f)
+            lens.append(len(f))
+    hdr = struct.pack("<BBBBB", VERSION, bits, KINDS[a.dtype.name][1], len(shape), kmin) \
+        + struct.pack(f"<{len(shape)}Q", *shape) + struct.pack("<B", len(thr)) \
+        + struct.pack(f"<{len(thr)}q", *thr.tolist()) + struct.pack(f"<{len(counts)}Q", *counts.tolist())
+    tab = b"".join(bytes([flag]) + (coef.astype("<i4").tobytes() if flag == 2 else b"") for flag, coef in table)
+    body = hdr + struct.pack("<I", len(tab)) + tab + base.astype(f"<u{nplanes}").tobytes() \
+        + struct.pack(f"<{len(lens)}I", *lens) + b"".join(frames)
+    return MAGIC + struct.pack("<II", len(body), zlib.crc32(body)) + body
+
+
+# ---- decode ---------------------------------------------------------------------------------------------
+
+class _Reader:
+    def __init__(self, buf):
+        self.buf, self.pos = buf, 0
+
+    def take(self, n):
+        if n < 0 or self.pos + n > len(self.buf):
+            raise CodecError("volume codec: chunk truncated (header says more bytes than there are)")
+        out = self.buf[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+    def unpack(self, fmt):
+        return struct.unpack(fmt, self.take(struct.calcsize(fmt)))
+
+
+def check_frame(buf, magic=MAGIC) -> memoryview:
+    """The body of a framed chunk after magic, length and CRC checks (CodecError otherwise)."""
+    buf = memoryview(bytes(buf)) if not isinstance(buf, (bytes, memoryview)) else memoryview(buf)
+    if len(buf) < 12 or bytes(buf[:4]) != magic:
+        raise CodecError(f"not a {magic.decode()} chunk (bad magic or shorter than its header)")
+    n, crc = struct.unpack("<II", buf[4:12])
+    if len(buf) != 12 + n:
+        raise CodecError(f"{magic.decode()} chunk truncated or padded: {len(buf) - 12} body bytes, header says {n}")
+    body = buf[12:]
+    if zlib.crc32(body) != crc:
+        raise CodecError(f"{magic.decode()} chunk corrupted: checksum mismatch")
+    return body
+
+
+class _Streams:
+    """Residuals of every context, decompressed once, handed out step by step in encoding order."""
+
+    def __init__(self, frames, counts, nplanes, wdt):
+        dz = zstandard.ZstdDecompressor()
+        self.parts, self.pos = [], [0] * len(counts)
+        for c, n in enumerate(counts):
+            z = np.zeros(n, np.dtype(f"<u{nplanes}"))
+            zb = z.view(np.uint8).reshape(-1, nplanes)
+            for b in range(nplanes):
+                f = frames[c * nplanes + b]
+                raw = dz.decompress(f, max_output_size=n) if n else b""
+                if len(raw) != n:
+                    raise CodecError("volume codec: residual stream length does not match its header")
+                zb[:, b] = np.frombuffer(raw, np.uint8)
+            self.parts.append(z)
+        self.wdt = wdt
+
+    def take(self, ctx):
+        counts = np.bincount(ctx, minlength=len(self.parts))
+        if len(counts) > len(self.parts):
+            raise CodecError("volume codec: context out of range")
+        order = np.argsort(ctx.astype(np.uint8), kind="stable")
+        pieces = []
+        for c, n in enumerate(counts):
+            piece = self.parts[c][self.pos[c]:self.pos[c] + n]
+            if piece.size != n:
+                raise CodecError("volume codec: fewer residuals than voxels")
+            self.pos[c] += n
+            pieces.append(piece)
+        z = np.empty(ctx.size, self.wdt)
+        z[order] = np.concatenate(pieces)
+        return z
+
+
+def _decode_level(shape, coarse, bits, kmin, wdt, table, streams, thr):
+    shift = P.SHIFT[bits]
+    subs = {(0, 0, 0): coarse}
+    padded = {(0, 0, 0): P._pad(coarse)}
+    for step, p in enumerate(P.STEPS):
+        flag, coef = next(table)
+        tshape = P.sub_shape(shape, p)
+        if 0 in tshape:
+            subs[p] = np.zeros(tshape, coarse.dtype)
+            continue
+        offs = P.neighbours(shape, step, kmin)
+        feats = [P._view(padded, p, o, tshape) for o in offs]
+        if flag == 1:
+            coef = P.fixed_coef(offs, shift)
+        elif flag == 2:
+            coef = np.frombuffer(coef(len(offs)), "<i4").astype(np.int64)
+        else:
+            raise CodecError("volume codec: predictor table does not match the chunk shape")
+        pred = P.predict(feats, coef, shift, bits, wdt)
+        act = P.activity([feats[i] for i in P.nearest_shell(offs)], wdt).ravel()
+        z = streams.take(np.searchsorted(thr, act, side="right")).reshape(tshape)
+        pred += unzigzag(z, bits, wdt)
+        pred &= wdt((1 << bits) - 1)
+        subs[p] = pred.astype(coarse.dtype)
+        padded[p] = P._pad(subs[p])
+    V = np.empty(shape, coarse.dtype)
+    for q, a in subs.items():
+        V[q[0]::2, q[1]::2, q[2]::2] = a
+    return V
+
+
+def _shapes(shape3):
+    shapes = []
+    while max(shape3) > BASE:
+        shapes.append(shape3)
+        shape3 = P.coarse_shape(shape3)
+    return shapes, shape3
+
+
+def decode(buf) -> np.ndarray:
+    r = _Reader(check_frame(buf))
+    version, bits, kind, ndim, kmin = r.unpack("<BBBBB")
+    if version != VERSION or (bits, kind) not in KIND_NAMES:
+        raise CodecError(f"volume codec: unknown version {version} or value kind {bits}/{kind}")
+    name = KIND_NAMES[(bits, kind)]
+    shape = r.unpack(f"<{ndim}Q")
+    (nthr,) = r.unpack("<B")
+    thr = np.asarray(r.unpack(f"<{nthr}q"), np.int64)
+    counts = r.unpack(f"<{nthr + 1}Q")
+    (ntab,) = r.unpack("<I")
+    tab = _Reader(r.take(ntab))
+    nplanes, wdt = bits // 8, P.work_dtype(bits)
+    shapes, bshape = _shapes(as_3d(shape))
+    udt = np.dtype(f"<u{nplanes}")
+    base = np.frombuffer(r.take(int(np.prod(bshape)) * nplanes), udt).reshape(bshape).astype(udt.newbyteorder("="))
+    lens = r.unpack(f"<{len(counts) * nplanes}I")
+    frames = [r.take(n) for n in lens]
+    if r.pos != len(r.buf):
+        raise CodecError("volume codec: trailing bytes after the last stream")
+    streams = _Streams(frames, counts, nplanes, wdt)
+
+    def table():
+        while True:
+            (flag,) = tab.unpack("<B")
+            yield flag, (lambda k: tab.take(4 * k))
+
+    tgen = table()
+    v = base
+    for s in reversed(shapes):
+        v = _decode_level(s, v, bits, kmin, wdt, tgen, streams, thr)
+    return from_unsigned(v.reshape(shape).copy(), name)
