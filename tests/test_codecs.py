@@ -48,7 +48,24 @@ def test_item1_lossless_round_trip_bit_exact(dtype, shape):
     assert out.tobytes() == a.tobytes()
 
 
-@pytest.mark.parametrize("neighbours", [2, 6, 12])
+@pytest.mark.parametrize("shape,mask", [((9, 10, 11), 0b111), ((10, 9, 1), 0b011), ((2, 2, 2), 0b111)], ids=str)
+def test_item1_mirror_symmetric_volume_stores_half(shape, mask):
+    a = volume_like(shape, "uint16", seed=5)
+    for ax in range(3):
+        a = np.maximum(a, np.flip(a, ax))
+    buf = volume.encode(a)
+    assert buf[12 + 5] == mask                        # header: the folded axes (not one of length 1)
+    assert volume.decode(buf).tobytes() == a.tobytes()
+
+
+def test_item1_noise_falls_back_to_shuffled_zstd():
+    a = np.random.default_rng(0).integers(0, 2**16, (20, 20, 20), dtype=np.uint16)
+    buf = volume.encode(a)
+    assert buf[12 + 4] == volume.MODE_SHUFFLED
+    assert volume.decode(buf).tobytes() == a.tobytes()
+
+
+@pytest.mark.parametrize("neighbours", [0, 2, 6, 12])
 def test_item1_every_predictor_size_round_trips(neighbours):
     a = volume_like((20, 21, 22), "uint16", seed=3)
     assert volume.decode(volume.encode(a, kmin=neighbours)).tobytes() == a.tobytes()

@@ -84,24 +84,32 @@ def _pyramid(v):
     return levels, np.ascontiguousarray(v)
 
 
-def _encode_level(V, bits, kmin, wdt, table, out):
+def _encode_level(V, bits, ks, wdt, table, out):
+    """Residuals of one level, step by step; per step the neighbourhood size (of ``ks``) whose residuals
+    zstd-1 packs smallest, with least-squares coefficients unless the step is too small to fit."""
     shift = P.SHIFT[bits]
     subs = {q: np.ascontiguousarray(V[q[0]::2, q[1]::2, q[2]::2]) for q in ((0, 0, 0),) + P.STEPS}
     padded = {q: P._pad(a) for q, a in subs.items() if a.size}
+    probe = zstandard.ZstdCompressor(level=1)
     for step, p in enumerate(P.STEPS):
         target = subs[p]
         if not target.size:
-            table.append((0, None))
+            table.append((0, 0, None))
             continue
-        offs = P.neighbours(V.shape, step, kmin)
-        feats = [P._view(padded, p, o, target.shape) for o in offs]
-        if target.size < P.MIN_FIT:
-            coef, flag = P.fixed_coef(offs, shift), 1
-        else:
-            coef, flag = P.fit_coef(feats, target, shift), 2
-        table.append((flag, coef))
-        pred = P.predict(feats, coef, shift, bits, wdt)
-        z = zigzag(target.astype(wdt) - pred, bits, wdt)
+        best = None
+        for k in ks if target.size >= P.MIN_FIT else ks[:1]:
+            offs = P.neighbours(V.shape, step, k)
+            feats = [P._view(padded, p, o, target.shape) for o in offs]
+            if target.size < P.MIN_FIT:
+                coef, flag = P.fixed_coef(offs, shift), 1
+            else:
+                coef, flag = P.fit_coef(feats, target, shift), 2
+            z = zigzag(target.astype(wdt) - P.predict(feats, coef, shift, bits, wdt), bits, wdt)
+            cost = len(probe.compress(z.astype(f"<u{bits // 8}").tobytes())) if len(ks) > 1 else 0
+            if best is None or cost < best[0]:
+                best = (cost, (flag, k, coef), z, offs, feats)
+        _, entry, z, offs, feats = best
+        table.append(entry)
         out.append((z.ravel(), P.activity([feats[i] for i in P.nearest_shell(offs)], wdt).ravel()))
 
 
@@ -114,40 +122,94 @@ def _thresholds(acts):
     return np.unique(np.concatenate([[1], np.asarray(qs, np.int64) + 1]).astype(np.int64))
 
 
-def encode(a: np.ndarray, kmin: int = 6, level: int = 3) -> bytes:
-    """Lossless; ``kmin`` neighbours at least per predictor, ``level`` the zstd level of the streams."""
-    if a.dtype.name not in KINDS:
-        raise CodecError(f"volume codec: dtype {a.dtype} not supported (one of {', '.join(KINDS)})")
-    shape = a.shape
-    u, bits = to_unsigned(np.ascontiguousarray(a).reshape(as_3d(shape)))
+def contexts(thr, act):
+    """Context of each activity value: a table lookup (searchsorted is 5x slower) unless the table would be huge."""
+    top = int(thr[-1]) if len(thr) else 0
+    if top > 1 << 16:
+        return np.searchsorted(thr, act, side="right").astype(np.uint8)
+    lut = np.searchsorted(thr, np.arange(top + 1), side="right").astype(np.uint8)
+    return lut[np.minimum(act, top)]
+
+
+def mirror_fold(u):
+    """Halve every axis along which the volume is exactly its own mirror image (symmetric templates and
+    atlases): a bit per axis in the header, one comparison pass per axis."""
+    mask = 0
+    for ax in range(3):
+        n = u.shape[ax]
+        if n >= 2 and np.array_equal(u, np.flip(u, ax)):
+            mask |= 1 << ax
+            u = u[(slice(None),) * ax + (slice(0, (n + 1) // 2),)]
+    return np.ascontiguousarray(u), mask
+
+
+def mirror_unfold(u, mask, shape3):
+    for ax in range(3):
+        if mask & (1 << ax):
+            n = shape3[ax]
+            u = np.concatenate([u, np.flip(u[(slice(None),) * ax + (slice(0, n // 2),)], ax)], axis=ax)
+    if u.shape != shape3:
+        raise CodecError("volume codec: mirror flags do not match the chunk shape")
+    return u
+
+
+def folded_shape(shape3, mask):
+    return tuple((n + 1) // 2 if mask & (1 << ax) else n for ax, n in enumerate(shape3))
+
+
+def _predictive_body(u, bits, ks, level):
     wdt = P.work_dtype(bits)
     levels, base = _pyramid(u)
     table, out = [], []
     for V in reversed(levels):
-        _encode_level(V, bits, kmin, wdt, table, out)
+        _encode_level(V, bits, ks, wdt, table, out)
     thr = _thresholds([act for _, act in out])
     nplanes = bits // 8
     z = np.concatenate([zz for zz, _ in out]) if out else np.zeros(0, wdt)
-    ctx = np.concatenate([np.searchsorted(thr, act, side="right") for _, act in out]) if out else z
-    order = np.argsort(ctx.astype(np.uint8), kind="stable")
-    counts = np.bincount(ctx, minlength=len(thr) + 1) if out else np.zeros(len(thr) + 1, np.int64)
+    ctx = np.concatenate([contexts(thr, act) for _, act in out]) if out else np.zeros(0, np.uint8)
+    order = np.argsort(ctx, kind="stable")
+    counts = np.bincount(ctx, minlength=len(thr) + 1)
     zs = z[order].astype(np.dtype(f"<u{nplanes}"))
     planes = zs.view(np.uint8).reshape(-1, nplanes).T if zs.size else np.zeros((nplanes, 0), np.uint8)
     cz = zstandard.ZstdCompressor(level=level)
-    frames, lens = [], []
+    frames = []
     bounds = np.concatenate([[0], np.cumsum(counts)])
     for c in range(len(counts)):
         for b in range(nplanes):
             seg = np.ascontiguousarray(planes[b, bounds[c]:bounds[c + 1]])
-            f = cz.compress(seg.tobytes()) if seg.size else b""
-            frames.append(f)
-            lens.append(len(f))
-    hdr = struct.pack("<BBBBB", VERSION, bits, KINDS[a.dtype.name][1], len(shape), kmin) \
-        + struct.pack(f"<{len(shape)}Q", *shape) + struct.pack("<B", len(thr)) \
-        + struct.pack(f"<{len(thr)}q", *thr.tolist()) + struct.pack(f"<{len(counts)}Q", *counts.tolist())
-    tab = b"".join(bytes([flag]) + (coef.astype("<i4").tobytes() if flag == 2 else b"") for flag, coef in table)
-    body = hdr + struct.pack("<I", len(tab)) + tab + base.astype(f"<u{nplanes}").tobytes() \
-        + struct.pack(f"<{len(lens)}I", *lens) + b"".join(frames)
+            frames.append(cz.compress(seg.tobytes()) if seg.size else b"")
+    tab = b"".join(struct.pack("<BB", flag, k) + (coef.astype("<i4").tobytes() if flag == 2 else b"")
+                   for flag, k, coef in table)
+    return struct.pack("<B", len(thr)) + struct.pack(f"<{len(thr)}q", *thr.tolist()) \
+        + struct.pack(f"<{len(counts)}Q", *counts.tolist()) + struct.pack("<I", len(tab)) + tab \
+        + base.astype(f"<u{nplanes}").tobytes() + struct.pack(f"<{len(frames)}I", *map(len, frames)) \
+        + b"".join(frames)
+
+
+def _shuffled_body(u, bits, level):
+    """The fallback: byte planes of the raw values, zstd (what blosc2 bytes-shuffle does)."""
+    planes = u.astype(f"<u{bits // 8}").view(np.uint8).reshape(-1, bits // 8).T
+    return zstandard.ZstdCompressor(level=level).compress(np.ascontiguousarray(planes).tobytes())
+
+
+MODE_PREDICTIVE, MODE_SHUFFLED = 0, 1
+
+
+def encode(a: np.ndarray, kmin: int = 2, level: int = 3) -> bytes:
+    """Lossless. ``kmin``: neighbours per predictor (at least; 0 = choose 2 or 6 per step), ``level``: zstd
+    level of the streams. The chunk is stored as plain byte-shuffled zstd instead when that is smaller."""
+    if a.dtype.name not in KINDS:
+        raise CodecError(f"volume codec: dtype {a.dtype} not supported (one of {', '.join(KINDS)})")
+    shape = a.shape
+    u, bits = to_unsigned(np.ascontiguousarray(a).reshape(as_3d(shape)))
+    u, mirror = mirror_fold(u)
+    ks = (2, 6) if kmin == 0 else (kmin,)
+    body, mode = _predictive_body(u, bits, ks, level), MODE_PREDICTIVE
+    alt = _shuffled_body(u, bits, level)
+    if len(alt) < len(body):
+        body, mode = alt, MODE_SHUFFLED
+    body = struct.pack("<BBBBBB", VERSION, bits, KINDS[a.dtype.name][1], len(shape), mode, mirror) \
+        + struct.pack(f"<{len(shape)}Q", *shape) + body
     return MAGIC + struct.pack("<II", len(body), zlib.crc32(body)) + body
 
 
@@ -193,7 +255,10 @@ class _Streams:
             zb = z.view(np.uint8).reshape(-1, nplanes)
             for b in range(nplanes):
                 f = frames[c * nplanes + b]
-                raw = dz.decompress(f, max_output_size=n) if n else b""
+                try:
+                    raw = dz.decompress(f, max_output_size=n) if n else b""
+                except zstandard.ZstdError as e:
+                    raise CodecError(f"volume codec: {e}") from e
                 if len(raw) != n:
                     raise CodecError("volume codec: residual stream length does not match its header")
                 zb[:, b] = np.frombuffer(raw, np.uint8)
@@ -204,7 +269,7 @@ class _Streams:
         counts = np.bincount(ctx, minlength=len(self.parts))
         if len(counts) > len(self.parts):
             raise CodecError("volume codec: context out of range")
-        order = np.argsort(ctx.astype(np.uint8), kind="stable")
+        order = np.argsort(ctx, kind="stable")
         pieces = []
         for c, n in enumerate(counts):
             piece = self.parts[c][self.pos[c]:self.pos[c] + n]
@@ -217,12 +282,12 @@ class _Streams:
         return z
 
 
-def _decode_level(shape, coarse, bits, kmin, wdt, table, streams, thr):
+def _decode_level(shape, coarse, bits, wdt, table, streams, thr):
     shift = P.SHIFT[bits]
     subs = {(0, 0, 0): coarse}
     padded = {(0, 0, 0): P._pad(coarse)}
     for step, p in enumerate(P.STEPS):
-        flag, coef = next(table)
+        flag, kmin, coef = next(table)
         tshape = P.sub_shape(shape, p)
         if 0 in tshape:
             subs[p] = np.zeros(tshape, coarse.dtype)
@@ -237,7 +302,7 @@ def _decode_level(shape, coarse, bits, kmin, wdt, table, streams, thr):
             raise CodecError("volume codec: predictor table does not match the chunk shape")
         pred = P.predict(feats, coef, shift, bits, wdt)
         act = P.activity([feats[i] for i in P.nearest_shell(offs)], wdt).ravel()
-        z = streams.take(np.searchsorted(thr, act, side="right")).reshape(tshape)
+        z = streams.take(contexts(thr, act)).reshape(tshape)
         pred += unzigzag(z, bits, wdt)
         pred &= wdt((1 << bits) - 1)
         subs[p] = pred.astype(coarse.dtype)
@@ -258,18 +323,37 @@ def _shapes(shape3):
 
 def decode(buf) -> np.ndarray:
     r = _Reader(check_frame(buf))
-    version, bits, kind, ndim, kmin = r.unpack("<BBBBB")
-    if version != VERSION or (bits, kind) not in KIND_NAMES:
-        raise CodecError(f"volume codec: unknown version {version} or value kind {bits}/{kind}")
+    version, bits, kind, ndim, mode, mirror = r.unpack("<BBBBBB")
+    if version != VERSION or (bits, kind) not in KIND_NAMES or mode > 1 or mirror > 7:
+        raise CodecError(f"volume codec: unknown version {version}, value kind {bits}/{kind} or mode {mode}")
     name = KIND_NAMES[(bits, kind)]
     shape = r.unpack(f"<{ndim}Q")
+    shape3 = as_3d(shape)
+    fshape = folded_shape(shape3, mirror)
+    udt = np.dtype(f"<u{bits // 8}")
+    if mode == MODE_SHUFFLED:
+        try:
+            want = int(np.prod(fshape)) * udt.itemsize
+            raw = zstandard.ZstdDecompressor().decompress(r.take(len(r.buf) - r.pos), max_output_size=want)
+        except zstandard.ZstdError as e:
+            raise CodecError(f"volume codec: {e}") from e
+        if len(raw) != want:
+            raise CodecError("volume codec: stored volume length does not match its shape")
+        v = np.frombuffer(raw, np.uint8).reshape(udt.itemsize, -1).T.copy().view(udt).reshape(fshape)
+    else:
+        v = _decode_predictive(r, bits, fshape)
+    v = mirror_unfold(v.astype(udt.newbyteorder("="), copy=False), mirror, shape3)
+    return from_unsigned(np.ascontiguousarray(v).reshape(shape).copy(), name)
+
+
+def _decode_predictive(r, bits, fshape):
     (nthr,) = r.unpack("<B")
     thr = np.asarray(r.unpack(f"<{nthr}q"), np.int64)
     counts = r.unpack(f"<{nthr + 1}Q")
     (ntab,) = r.unpack("<I")
     tab = _Reader(r.take(ntab))
     nplanes, wdt = bits // 8, P.work_dtype(bits)
-    shapes, bshape = _shapes(as_3d(shape))
+    shapes, bshape = _shapes(fshape)
     udt = np.dtype(f"<u{nplanes}")
     base = np.frombuffer(r.take(int(np.prod(bshape)) * nplanes), udt).reshape(bshape).astype(udt.newbyteorder("="))
     lens = r.unpack(f"<{len(counts) * nplanes}I")
@@ -280,11 +364,11 @@ def decode(buf) -> np.ndarray:
 
     def table():
         while True:
-            (flag,) = tab.unpack("<B")
-            yield flag, (lambda k: tab.take(4 * k))
+            flag, k = tab.unpack("<BB")
+            yield flag, k, (lambda n: tab.take(4 * n))
 
     tgen = table()
     v = base
     for s in reversed(shapes):
-        v = _decode_level(s, v, bits, kmin, wdt, tgen, streams, thr)
-    return from_unsigned(v.reshape(shape).copy(), name)
+        v = _decode_level(s, v, bits, wdt, tgen, streams, thr)
+    return v
