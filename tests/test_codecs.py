@@ -107,6 +107,12 @@ def test_item2_lossy_refuses_to_store_over_the_bound(monkeypatch):
         lossy.encode(a, "sz3", 1e-3)
 
 
+def test_item2_quant_refuses_a_bound_finer_than_32_bits_can_hold():
+    a = np.array([0.0, 1e12], np.float64)
+    with pytest.raises(CodecError, match="32 bits"):
+        lossy.encode(a, "quant", 1e-3)
+
+
 def test_item2_lossy_refuses_nan_and_integers():
     with pytest.raises(CodecError, match="NaN"):
         lossy.encode(np.array([1.0, np.nan], np.float32), "zfp", 1e-3)
@@ -160,7 +166,8 @@ def test_item3_plain_zarr_without_the_import_does_not_know_the_codec(tmp_path):
     assert out is None and "ramburst.volume" in err
 
 
-@pytest.mark.parametrize("codec", [rc.SZ3Codec(abs=1e-2), rc.ZFPCodec(abs=1e-3)], ids=["sz3", "zfp"])
+@pytest.mark.parametrize("codec", [rc.SZ3Codec(abs=1e-2), rc.ZFPCodec(abs=1e-3), rc.QuantCodec(abs=1e-3)],
+                         ids=["sz3", "zfp", "quant"])
 def test_item3_lossy_zarr_array_bound_in_metadata_and_held(tmp_path, codec):
     a = _write_array(tmp_path / "l.zarr", "float32", codec, shape=(30, 20, 17), chunks=(16, 16, 16))
     meta = json.loads((tmp_path / "l.zarr" / "zarr.json").read_text())
@@ -227,7 +234,7 @@ def test_item4_a_chunk_of_another_shape_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("spec,ok", [("volume", True), ("volume:19", True), ("sz3:1e-3", True),
-                                     ("zfp:0.5", True), ("sz3", False), ("zfp:-1", False),
+                                     ("zfp:0.5", True), ("quant:1e-4", True), ("sz3", False), ("zfp:-1", False),
                                      ("volume:x", False), ("lz4", False)])
 def test_item5_codec_spec(spec, ok):
     if ok:

@@ -1,4 +1,6 @@
-"""Error-bounded lossy float compression: SZ3 (pysz) and ZFP (zfpy) behind one framed chunk format.
+"""Error-bounded lossy float compression: SZ3 (pysz), ZFP (zfpy) and ``quant`` (uniform quantisation to
+steps of just under twice the bound, then the lossless volume codec on the integers: Kompressor's idea
+with the error budget spent up front) behind one framed chunk format.
 
 Both promise an absolute error bound; neither is trusted: every chunk is decoded right after encoding and
 its maximum error measured, and a chunk over the bound (or with a NaN/inf that did not survive) is refused
@@ -12,10 +14,11 @@ import zlib
 
 import numpy as np
 
+from . import volume
 from .volume import CodecError, as_3d, check_frame
 
 MAGIC = b"RBLZ"
-METHODS = ("sz3", "zfp")
+METHODS = ("sz3", "zfp", "quant")
 DTYPES = ("float32", "float64")
 
 
@@ -48,8 +51,28 @@ def _unzfp(payload, dtype, shape):
     return np.asarray(zfpy.decompress_numpy(bytes(payload)), dtype).reshape(shape)
 
 
-_ENC = {"sz3": _sz3, "zfp": _zfp}
-_DEC = {"sz3": _unsz3, "zfp": _unzfp}
+def _quant(a, bound):
+    lo = float(a.min())
+    step = 2 * (bound - 2 * float(np.spacing(np.abs(a).astype(a.dtype).max())))  # room for float rounding
+    if step <= 0:
+        raise CodecError(f"lossy codec: bound {bound:.3g} is below the data's own precision")
+    q = np.rint((a.astype(np.float64) - lo) / step)
+    if q.max(initial=0) >= 2**32:
+        raise CodecError("lossy codec: range / bound needs more than 32 bits for quant; use sz3 or zfp")
+    q = q.astype(np.uint16 if q.max(initial=0) < 2**16 else np.uint32)
+    return struct.pack("<dd", lo, step) + volume.encode(q, kmin=2, level=9)
+
+
+def _unquant(payload, dtype, shape):
+    if len(payload) < 16:
+        raise CodecError("lossy codec: quant payload truncated")
+    lo, step = struct.unpack("<dd", payload[:16])
+    q = volume.decode(payload[16:])
+    return (q.astype(np.float64) * step + lo).astype(dtype).reshape(shape)
+
+
+_ENC = {"sz3": _sz3, "zfp": _zfp, "quant": _quant}
+_DEC = {"sz3": _unsz3, "zfp": _unzfp, "quant": _unquant}
 
 
 def max_abs_error(a, b) -> float:

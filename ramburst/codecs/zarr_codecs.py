@@ -113,7 +113,13 @@ class ZFPCodec(_LossyCodec):
     method = "zfp"
 
 
-ZARR_CODECS = (VolumeCodec, SZ3Codec, ZFPCodec)
+@dataclass(frozen=True)
+class QuantCodec(_LossyCodec):
+    name = "ramburst.quant"
+    method = "quant"
+
+
+ZARR_CODECS = (VolumeCodec, SZ3Codec, ZFPCodec, QuantCodec)
 
 
 # ---- numcodecs: the same ids for numcodecs users (get_codec({"id": "ramburst.volume", ...})) -------------
@@ -161,7 +167,11 @@ def _into(arr, out):
     return out
 
 
-NUMCODECS = (NumcodecsVolume, NumcodecsSZ3, NumcodecsZFP)
+class NumcodecsQuant(_NumcodecsLossy):
+    codec_id, method = "ramburst.quant", "quant"
+
+
+NUMCODECS = (NumcodecsVolume, NumcodecsSZ3, NumcodecsZFP, NumcodecsQuant)
 
 
 def register():
