@@ -262,5 +262,10 @@ def entry() -> None:
     sys.exit(cli())
 
 
+from .arrays.cli import array as _array_command  # noqa: E402 - feature commands register last
+
+main.add_command(_array_command)
+
+
 if __name__ == "__main__":
     entry()
