@@ -11,7 +11,7 @@ from .zarr_codecs import QuantCodec, SZ3Codec, VolumeCodec, ZFPCodec, register
 
 register()
 
-__all__ = ["CodecError", "QuantCodec", "SZ3Codec", "VolumeCodec", "ZFPCodec", "codec_from_spec"]
+__all__ = ["CodecError", "QuantCodec", "SZ3Codec", "VolumeCodec", "ZFPCodec", "codec_from_spec", "serializer_for"]
 
 
 def codec_from_spec(spec: str):
@@ -30,3 +30,17 @@ def codec_from_spec(spec: str):
 
 
 LOSSY = {"sz3": SZ3Codec, "zfp": ZFPCodec, "quant": QuantCodec}
+
+
+def serializer_for(spec: str, dtype):
+    """The codec of ``spec`` after checking that it takes ``dtype`` (CodecError otherwise)."""
+    import numpy as np
+
+    from . import lossy, volume
+
+    codec = codec_from_spec(spec)
+    name = np.dtype(dtype).name
+    allowed = volume.KINDS if isinstance(codec, VolumeCodec) else lossy.DTYPES
+    if name not in allowed:
+        raise CodecError(f"codec {spec!r} does not take {name} data (it takes {', '.join(allowed)})")
+    return codec
