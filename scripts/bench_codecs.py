@@ -205,6 +205,40 @@ def lossy_rows(vols):
     return rows
 
 
+def cluster_rows(vols, repeat, size="512M"):
+    """MB/s of writing (and reading back) each volume as a zarr array in a fresh RAM cluster: raw, zarr's
+    default zstd, and the volume codec. Logical (uncompressed) bytes per wall-clock second, both cores."""
+    import uuid
+
+    import zarr
+
+    import ramburst
+    from ramburst.codecs import VolumeCodec
+
+    variants = {"raw": {"compressors": None}, "zarr-zstd": {},
+                "volume": {"serializer": VolumeCodec(), "compressors": None}}
+    rows = []
+    name = f"dbench{uuid.uuid4().hex[:6]}"
+    with ramburst.deploy(name=name, size=size, services=("pool",)) as c:
+        store = c.zarr_store(namespace="bench")
+        for vname, a in vols:
+            row = {"volume": vname, "MB": a.nbytes / 1e6}
+            for tag, opts in variants.items():
+                def write(tag=tag, opts=opts, vname=vname, a=a):
+                    z = zarr.create_array(store, name=f"{vname}-{tag}", shape=a.shape, dtype=a.dtype,
+                                          chunks=(64, 64, 64), overwrite=True, **opts)
+                    z[...] = a
+                    return z
+                tw, z = best_time(write, repeat)
+                tr, back = best_time(lambda z=z: z[...], repeat)
+                assert back.tobytes() == a.tobytes()
+                row[f"{tag} write MB/s"], row[f"{tag} read MB/s"] = a.nbytes / 1e6 / tw, a.nbytes / 1e6 / tr
+                row[f"{tag} stored MB"] = z.nbytes_stored() / 1e6
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr)
+    return rows
+
+
 def table(rows, cols, fmt="{:.2f}"):
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
@@ -221,6 +255,8 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--json", help="also write the rows here")
     ap.add_argument("--quick", action="store_true", help="MNI T1 and cryo-EM SNR 10 only")
+    ap.add_argument("--cluster", action="store_true",
+                    help="also write/read the integer volumes into a fresh 512M RAM cluster (needs Ceph)")
     args = ap.parse_args(argv)
     em1, em1f = cryoem(1)
     em10, em10f = cryoem(10)
@@ -245,9 +281,16 @@ def main(argv=None):
     print("\nError-bounded lossy: ratio at max |error| <= rel x range (err/bound = measured max error / bound)\n")
     print(table(qrows, ["volume", "rel", "sz3", "sz3 err/bound", "sz3 enc/dec MB/s", "zfp", "zfp err/bound",
                         "zfp enc/dec MB/s", "quant+ours", "quant+ours err/bound"], fmt="{:.3g}"))
+    crows = []
+    if args.cluster:
+        crows = cluster_rows(ints, args.repeat)
+        print("\nInto the cluster: zarr array, 64^3 chunks, MB/s of uncompressed data (write / read back)\n")
+        print(table(crows, ["volume", "MB", "raw write MB/s", "raw read MB/s", "zarr-zstd write MB/s",
+                            "zarr-zstd read MB/s", "zarr-zstd stored MB", "volume write MB/s",
+                            "volume read MB/s", "volume stored MB"], fmt="{:.1f}"))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"lossless": lrows, "lossy": qrows}, f, indent=1)
+            json.dump({"lossless": lrows, "lossy": qrows, "cluster": crows}, f, indent=1)
 
 
 if __name__ == "__main__":
