@@ -65,6 +65,22 @@ def test_item1_noise_falls_back_to_shuffled_zstd():
     assert volume.decode(buf).tobytes() == a.tobytes()
 
 
+def test_item1_fitted_coefficients_sum_to_one_so_flat_regions_cost_nothing():
+    """int16 is coded with a 32768 offset: coefficients off by 1/1024 in sum would bias every
+    prediction by 32 units. They must sum to exactly 1 (2**shift) and predict a flat region exactly."""
+    from ramburst.codecs import predict
+
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        base = 32768 + rng.normal(0, 300, (20, 20, 20)).cumsum(axis=2)
+        feats = [(base + rng.normal(0, 40 * (i + 1), base.shape)).astype(np.int32) for i in range(6)]
+        target = (base + rng.normal(0, 40, base.shape)).astype(np.int32)
+        coef = predict.fit_coef(feats, target, predict.SHIFT[16])
+        assert coef.sum() == 1 << predict.SHIFT[16], (seed, coef)
+        flat = [np.full((4, 4, 4), 31000, np.int32)] * 6
+        assert (predict.predict(flat, coef, predict.SHIFT[16], 16, np.int32) == 31000).all()
+
+
 @pytest.mark.parametrize("neighbours", [0, 2, 6, 12])
 def test_item1_every_predictor_size_round_trips(neighbours):
     a = volume_like((20, 21, 22), "uint16", seed=3)
