@@ -3,6 +3,7 @@ host harness holds a machine-wide lock)."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ if why_not:
 
 PY = str(Path(RAMBURST).with_name("python"))
 JOB = str(Path(__file__).with_name("arrays_mpi_job.py"))
+BENCH = str(Path(__file__).with_name("arrays_mpi_bench.py"))
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +49,26 @@ def test_item_mpi_load_apply_map_blocks_and_agreed_errors_on_three_hosts(hosts, 
         assert ranks[0]["equal"] is True
         for r in ranks:  # the error of rank 1 is raised on every rank, naming rank 1
             assert r["error"] and "failed on rank 1" in r["error"] and "bad block on purpose" in r["error"]
+    finally:
+        down = hosts.mpirun(RAMBURST, "down", "--mpi", "--state-dir", str(state))
+        assert down.returncode == 0, down.stderr
+
+
+@pytest.mark.skipif(not os.environ.get("RAMBURST_BENCH_ARRAYS_MPI"),
+                    reason="a measurement, not a check: RAMBURST_BENCH_ARRAYS_MPI=<MiB> runs it")
+def test_bench_three_hosts_aggregate_vs_one_process(hosts, tmp_path):
+    """Prints (never asserts) aggregate write/read MB/s of 3 ranks on 3 hosts vs 1 rank."""
+    mib = int(os.environ["RAMBURST_BENCH_ARRAYS_MPI"])
+    name = unique_name("cmpib")
+    state = tmp_path / name
+    up = hosts.mpirun(RAMBURST, "up", "--mpi", "--interface", "eth0", "--size", "1G", "--name", name,
+                      "--state-dir", str(state))
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        for n in (1, 3, 1, 3):
+            job = hosts.mpirun(PY, BENCH, str(state), str(mib), hosts=n)
+            assert job.returncode == 0, job.stdout + job.stderr
+            print("arrays-mpi-bench", job.stdout.strip())
     finally:
         down = hosts.mpirun(RAMBURST, "down", "--mpi", "--state-dir", str(state))
         assert down.returncode == 0, down.stderr
