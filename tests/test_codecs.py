@@ -81,6 +81,17 @@ def test_item1_fitted_coefficients_sum_to_one_so_flat_regions_cost_nothing():
         assert (predict.predict(flat, coef, predict.SHIFT[16], 16, np.int32) == 31000).all()
 
 
+@pytest.mark.parametrize("dtype", [">i2", ">u2", ">f4"])
+def test_item1_big_endian_input_keeps_its_values(dtype):
+    a = volume_like((9, 10, 11), dtype[1:], seed=6).astype(dtype)
+    out = volume.decode(volume.encode(a))
+    assert np.array_equal(out, a) and out.dtype == a.dtype.newbyteorder("=")
+    if dtype == ">f4":
+        a = a / np.float32(1e30)       # finite values only
+        for method in lossy.METHODS:
+            assert np.max(np.abs(lossy.decode(lossy.encode(a, method, 1e-3)) - a)) <= 1e-3
+
+
 @pytest.mark.parametrize("neighbours", [0, 2, 6, 12])
 def test_item1_every_predictor_size_round_trips(neighbours):
     a = volume_like((20, 21, 22), "uint16", seed=3)
@@ -191,6 +202,17 @@ def test_item3_lossy_zarr_array_bound_in_metadata_and_held(tmp_path, codec):
     out, err = _read_with_plain_zarr(tmp_path / "l.zarr")
     assert err == ""
     assert np.max(np.abs(out.astype(np.float64) - a)) <= codec.abs
+
+
+def test_item3_volume_codec_inside_shards(tmp_path):
+    import zarr
+
+    a = volume_like((40, 33, 20), "uint16", seed=8)
+    z = zarr.create_array(store=str(tmp_path / "sh.zarr"), shape=a.shape, chunks=(8, 16, 16), shards=(16, 32, 32),
+                          dtype=a.dtype, serializer=rc.VolumeCodec(), compressors=None)
+    z[...] = a
+    out, err = _read_with_plain_zarr(tmp_path / "sh.zarr")
+    assert err == "" and out.tobytes() == a.tobytes()
 
 
 def test_item3_tiny_chunks_round_trip(tmp_path):

@@ -92,7 +92,8 @@ def encode(a: np.ndarray, method: str, bound: float) -> bytes:
     if not (bound > 0 and np.isfinite(bound)):
         raise CodecError(f"lossy codec: the absolute error bound must be a positive number, not {bound!r}")
     shape = a.shape
-    v = np.ascontiguousarray(a).reshape(as_3d(shape))
+    a = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("="))     # big-endian input: values, not bytes
+    v = a.reshape(as_3d(shape))
     if not np.isfinite(v).all():
         raise CodecError("lossy codec: NaN or inf in the data; store it with the lossless codec")
     payload = _ENC[method](v, bound)

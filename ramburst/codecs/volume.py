@@ -201,7 +201,8 @@ def encode(a: np.ndarray, kmin: int = 2, level: int = 3) -> bytes:
     if a.dtype.name not in KINDS:
         raise CodecError(f"volume codec: dtype {a.dtype} not supported (one of {', '.join(KINDS)})")
     shape = a.shape
-    u, bits = to_unsigned(np.ascontiguousarray(a).reshape(as_3d(shape)))
+    a = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("="))     # big-endian input: values, not bytes
+    u, bits = to_unsigned(a.reshape(as_3d(shape)))
     u, mirror = mirror_fold(u)
     ks = (2, 6) if kmin == 0 else (kmin,)
     body, mode = _predictive_body(u, bits, ks, level), MODE_PREDICTIVE
