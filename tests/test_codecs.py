@@ -92,6 +92,14 @@ def test_item1_big_endian_input_keeps_its_values(dtype):
             assert np.max(np.abs(lossy.decode(lossy.encode(a, method, 1e-3)) - a)) <= 1e-3
 
 
+@pytest.mark.parametrize("shape", [(1, 1, 1), (1, 5, 3), (4, 7, 2), (9, 9, 9)], ids=str)
+def test_item1_edge_padding_is_numpys(shape):
+    from ramburst.codecs import predict
+
+    a = np.random.default_rng(1).integers(0, 1000, shape).astype(np.uint16)
+    assert np.array_equal(predict._pad(a), np.pad(a, predict.PAD, mode="edge"))
+
+
 @pytest.mark.parametrize("neighbours", [0, 2, 6, 12])
 def test_item1_every_predictor_size_round_trips(neighbours):
     a = volume_like((20, 21, 22), "uint16", seed=3)

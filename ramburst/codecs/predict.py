@@ -66,7 +66,17 @@ def _view(padded: dict, p, o, tshape):
 
 
 def _pad(a):
-    return np.pad(a, PAD, mode="edge")
+    """np.pad(a, PAD, mode="edge") for 3-D arrays without its per-call overhead (a fifth of a 64^3 decode)."""
+    out = np.empty(tuple(n + 2 * PAD for n in a.shape), a.dtype)
+    out[PAD:-PAD, PAD:-PAD, PAD:-PAD] = a
+    for ax in range(3):
+        lo = [slice(None)] * 3
+        src = [slice(None)] * 3
+        lo[ax], src[ax] = slice(0, PAD), slice(PAD, PAD + 1)
+        out[tuple(lo)] = out[tuple(src)]
+        lo[ax], src[ax] = slice(-PAD, None), slice(-PAD - 1, -PAD)
+        out[tuple(lo)] = out[tuple(src)]
+    return out
 
 
 @dataclass
