@@ -101,7 +101,7 @@ def fit_coef(feats, target, shift: int, sample: int = 12000) -> np.ndarray:
     sum to exactly 1 (fitted as y - f_K = sum c_i (f_i - f_K)): a flat region is predicted exactly
     whatever its level, which matters most for int16 data stored with a 32768 offset."""
     n = target.size
-    step = max(1, int(round((n / sample) ** (1 / 3))))
+    step = max(1, int(np.ceil((n / sample) ** (1 / 3) - 1e-9)))     # at most ~sample voxels
     sl = (slice(None, None, step),) * 3
     last = feats[-1][sl].ravel().astype(np.float64)
     y = target[sl].ravel().astype(np.float64) - last
