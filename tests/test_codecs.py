@@ -97,7 +97,7 @@ def test_item1_edge_padding_is_numpys(shape):
     from ramburst.codecs import predict
 
     a = np.random.default_rng(1).integers(0, 1000, shape).astype(np.uint16)
-    assert np.array_equal(predict._pad(a), np.pad(a, predict.PAD, mode="edge"))
+    assert np.array_equal(predict.pad_edges(a), np.pad(a, predict.PAD, mode="edge"))
 
 
 @pytest.mark.parametrize("neighbours", [0, 2, 6, 12])

@@ -13,7 +13,6 @@ compute the very same prediction on every machine; an overflow wraps the same wa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
 from itertools import product
 
@@ -57,7 +56,7 @@ def neighbours(shape, step: int, min_features: int):
     return tuple(out)
 
 
-def _view(padded: dict, p, o, tshape):
+def neighbour_view(padded: dict, p, o, tshape):
     """The neighbour at offset ``o`` of every voxel of sub-lattice ``p``: a slice of a padded sub-lattice."""
     q = tuple((pi + oi) % 2 for pi, oi in zip(p, o))
     d = tuple((pi + oi - qi) // 2 for pi, oi, qi in zip(p, o, q))
@@ -65,7 +64,7 @@ def _view(padded: dict, p, o, tshape):
     return a[tuple(slice(PAD + di, PAD + di + t) for di, t in zip(d, tshape))]
 
 
-def _pad(a):
+def pad_edges(a):
     """np.pad(a, PAD, mode="edge") for 3-D arrays without its per-call overhead (a fifth of a 64^3 decode)."""
     out = np.empty(tuple(n + 2 * PAD for n in a.shape), a.dtype)
     out[PAD:-PAD, PAD:-PAD, PAD:-PAD] = a
@@ -77,13 +76,6 @@ def _pad(a):
         lo[ax], src[ax] = slice(-PAD, None), slice(-PAD - 1, -PAD)
         out[tuple(lo)] = out[tuple(src)]
     return out
-
-
-@dataclass
-class StepModel:
-    """One step's predictor: integer coefficients over its neighbour offsets (fixed=True: not stored)."""
-    coef: np.ndarray        # int32, len == number of offsets
-    fixed: bool
 
 
 def fixed_coef(offsets, shift: int) -> np.ndarray:

@@ -70,7 +70,7 @@ def zigzag(r, bits, wdt):
     return (r << 1) ^ (r >> (8 * np.dtype(wdt).itemsize - 1))
 
 
-def unzigzag(z, bits, wdt):
+def unzigzag(z):
     return (z >> 1) ^ -(z & 1)
 
 
@@ -89,7 +89,7 @@ def _encode_level(V, bits, ks, wdt, table, out):
     zstd-1 packs smallest, with least-squares coefficients unless the step is too small to fit."""
     shift = P.SHIFT[bits]
     subs = {q: np.ascontiguousarray(V[q[0]::2, q[1]::2, q[2]::2]) for q in ((0, 0, 0),) + P.STEPS}
-    padded = {q: P._pad(a) for q, a in subs.items() if a.size}
+    padded = {q: P.pad_edges(a) for q, a in subs.items() if a.size}
     probe = zstandard.ZstdCompressor(level=1)
     for step, p in enumerate(P.STEPS):
         target = subs[p]
@@ -99,7 +99,7 @@ def _encode_level(V, bits, ks, wdt, table, out):
         best = None
         for k in ks if target.size >= P.MIN_FIT else ks[:1]:
             offs = P.neighbours(V.shape, step, k)
-            feats = [P._view(padded, p, o, target.shape) for o in offs]
+            feats = [P.neighbour_view(padded, p, o, target.shape) for o in offs]
             if target.size < P.MIN_FIT:
                 coef, flag = P.fixed_coef(offs, shift), 1
             else:
@@ -286,7 +286,7 @@ class _Streams:
 def _decode_level(shape, coarse, bits, wdt, table, streams, thr):
     shift = P.SHIFT[bits]
     subs = {(0, 0, 0): coarse}
-    padded = {(0, 0, 0): P._pad(coarse)}
+    padded = {(0, 0, 0): P.pad_edges(coarse)}
     for step, p in enumerate(P.STEPS):
         flag, kmin, coef = next(table)
         tshape = P.sub_shape(shape, p)
@@ -294,7 +294,7 @@ def _decode_level(shape, coarse, bits, wdt, table, streams, thr):
             subs[p] = np.zeros(tshape, coarse.dtype)
             continue
         offs = P.neighbours(shape, step, kmin)
-        feats = [P._view(padded, p, o, tshape) for o in offs]
+        feats = [P.neighbour_view(padded, p, o, tshape) for o in offs]
         if flag == 1:
             coef = P.fixed_coef(offs, shift)
         elif flag == 2:
@@ -304,10 +304,10 @@ def _decode_level(shape, coarse, bits, wdt, table, streams, thr):
         pred = P.predict(feats, coef, shift, bits, wdt)
         act = P.activity([feats[i] for i in P.nearest_shell(offs)], wdt).ravel()
         z = streams.take(contexts(thr, act)).reshape(tshape)
-        pred += unzigzag(z, bits, wdt)
+        pred += unzigzag(z)
         pred &= wdt((1 << bits) - 1)
         subs[p] = pred.astype(coarse.dtype)
-        padded[p] = P._pad(subs[p])
+        padded[p] = P.pad_edges(subs[p])
     V = np.empty(shape, coarse.dtype)
     for q, a in subs.items():
         V[q[0]::2, q[1]::2, q[2]::2] = a
