@@ -202,10 +202,12 @@ def _claimer(store, who: int) -> None:
     sync(store.set_if_not_exists("claim", proto().buffer.from_bytes(str(who).encode())))
 
 
-def test_item_concurrent_writers_in_separate_processes(cluster):
-    store = cluster.zarr_store(namespace="concurrent")
+@pytest.mark.parametrize("start", ["spawn", "fork"])
+def test_item_concurrent_writers_in_separate_processes(cluster, start):
+    store = cluster.zarr_store(namespace="concurrent-" + start)
+    store.ioctx  # noqa: B018 - connected before a fork: the children must not use this handle
     zarr.create_array(store, name="w", shape=(400, 64), chunks=(10, 64), dtype="i4", fill_value=-1)
-    ctx = multiprocessing.get_context("spawn")  # each process unpickles the store and connects itself
+    ctx = multiprocessing.get_context(start)  # spawn: unpickled; fork: a copy of a connected store
     procs = [ctx.Process(target=_writer, args=(store, slice(i * 100, (i + 1) * 100), i)) for i in range(4)]
     procs += [ctx.Process(target=_claimer, args=(store, i)) for i in range(4)]
     for p in procs:

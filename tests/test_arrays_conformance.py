@@ -19,7 +19,9 @@ from ramburst.ceph.admin import load_rados  # noqa: E402
 
 from conftest import unique_name  # noqa: E402
 
-pytestmark = [pytest.mark.ceph, pytest.mark.asyncio(loop_scope="function")]
+pytestmark = [pytest.mark.ceph, pytest.mark.asyncio(loop_scope="function"),
+              # the suite's sync tests get the asyncio mark too: harmless
+              pytest.mark.filterwarnings("ignore:The test <Function.*asyncio:pytest.PytestWarning")]
 _counter = itertools.count()
 
 

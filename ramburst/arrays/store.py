@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import errno
+import os
 import weakref
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
@@ -85,6 +86,7 @@ class RadosStore(Store):
         self.pool = pool or cluster.pool
         self.namespace = namespace
         self._io = None
+        self._pid = os.getpid()
         self._max_value: int | None = None
         self._first_read = FIRST_READ
         self._batches: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # per event loop
@@ -121,7 +123,14 @@ class RadosStore(Store):
     @property
     def ioctx(self):
         """The store's rados.Ioctx, set to its namespace (opened on first use)."""
+        if self._io is not None and self._pid != os.getpid():
+            # a forked child: librados handles do not survive fork; connect anew (the parent's
+            # handle is left alone, it is still the parent's)
+            from ..api import attach
+
+            self._io, self._cluster = None, attach(state_dir=self.state_dir)
         if self._io is None:
+            self._pid = os.getpid()
             io = self._cluster.ioctx(self.pool)
             io.set_namespace(self.namespace)
             self._io = io
