@@ -113,7 +113,10 @@ def info(name, state_dir, namespace, array_name, as_json):
 @click.option("--shards", help="Shard shape (a multiple of --chunks); one object per shard.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing array of another shape or dtype.")
 @click.option("--jobs", type=click.IntRange(1, 64), default=8, show_default=True, help="Units in flight.")
-def import_(name, state_dir, namespace, source, array_name, dataset, chunks, shards, overwrite, jobs):
+@click.option("--codec", metavar="NAME[:ARG]",
+              help="Compress on the way in with a ramburst codec: volume[:zstd level] (lossless), "
+                   "sz3:BOUND, zfp:BOUND, quant:BOUND (floats, max absolute error BOUND, verified).")
+def import_(name, state_dir, namespace, source, array_name, dataset, chunks, shards, overwrite, jobs, codec):
     """Copy a local .npy, HDF5 dataset or zarr array into the cluster as ARRAY. Re-running an
     interrupted import writes only what is missing or different."""
     from . import transfer
@@ -123,10 +126,11 @@ def import_(name, state_dir, namespace, source, array_name, dataset, chunks, sha
     src, closer = transfer.open_source(source, dataset)
     try:
         transfer.check_layout(tuple(src.shape), chunk_shape, shard_shape)
+        options = _codec_options(codec, src.dtype)
         root = root_group(name, state_dir, namespace, "a")
-        target = _target(root, array_name, src, chunk_shape, shard_shape, overwrite)
+        target = _target(root, array_name, src, chunk_shape, shard_shape, overwrite, **options)
         with bar(int(src.size * src.dtype.itemsize), f"import {array_name}") as advance:
-            counts = transfer.import_into(target, src, jobs=jobs, on_unit=advance)
+            counts = _import_coded(transfer, target, src, jobs, advance)
         click.echo(f"ramburst: {array_name}: {counts['written']} units written, {counts['skipped']} already "
                    f"present and equal", err=True)
     finally:
@@ -134,12 +138,42 @@ def import_(name, state_dir, namespace, source, array_name, dataset, chunks, sha
             closer.close()
 
 
-def _target(root, array_name: str, src, chunks, shards, overwrite: bool):
+def _codec_options(spec, dtype) -> dict:
+    """zarr create options for ``--codec`` (serializer, no extra compressor), checked against the dtype
+    before anything is created."""
+    if not spec:
+        return {}
+    try:
+        from ..codecs import CodecError, serializer_for
+    except ImportError:
+        raise UsageError("--codec needs the codecs extra: pip install 'ramburst[codecs]'") from None
+    try:
+        return {"serializer": serializer_for(spec, dtype), "compressors": None}
+    except CodecError as e:
+        raise UsageError(f"--codec: {e}") from None
+
+
+def _import_coded(transfer, target, src, jobs, advance):
+    """import_into, with a codec's refusal (e.g. a lossy bound not held) as one line instead of a trace."""
+    try:
+        from ..codecs import CodecError
+    except ImportError:
+        CodecError = ()  # noqa: N806 (no codecs installed: nothing of theirs to catch)
+    try:
+        return transfer.import_into(target, src, jobs=jobs, on_unit=advance)
+    except CodecError as e:
+        raise RamburstError(f"import stopped: {e}") from None
+
+
+def _target(root, array_name: str, src, chunks, shards, overwrite: bool, **options):
     """The array to import into: the existing one when it matches (resume), else a new one."""
     from . import transfer
 
     if array_name in root and not overwrite:
         a = get_array(root, array_name)
+        if "serializer" in options and a.serializer.to_dict() != options["serializer"].to_dict():
+            raise UsageError(f"array {array_name!r} exists with serializer {a.serializer.to_dict()['name']}: "
+                             "use --overwrite to change the codec")
         if a.shape != tuple(src.shape) or a.dtype != src.dtype:
             raise UsageError(f"array {array_name!r} exists with shape {a.shape} {a.dtype}, the source is "
                              f"{tuple(src.shape)} {src.dtype}: use --overwrite to replace it")
@@ -147,7 +181,8 @@ def _target(root, array_name: str, src, chunks, shards, overwrite: bool):
             raise UsageError(f"array {array_name!r} exists with chunks {a.chunks} shards {a.shards}: "
                              "use --overwrite to change them")
         return a
-    return transfer.new_array(root, array_name, tuple(src.shape), src.dtype, chunks, shards, overwrite=overwrite)
+    return transfer.new_array(root, array_name, tuple(src.shape), src.dtype, chunks, shards, overwrite=overwrite,
+                              **options)
 
 
 @array.command("export")
