@@ -1,0 +1,136 @@
+"""One librados connection polled once a second into a ring buffer of the last ~15 minutes.
+
+Every page and every live stream reads the buffer; none of them talks to the cluster for
+health or rates, so ten open tabs cost the cluster what one does."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+from .. import status as status_mod
+from ..errors import RamburstError
+from ..layout import Layout
+
+PERIOD = 1.0          # seconds between polls
+HISTORY = 900         # points kept: 15 minutes at one a second
+RATE_KEYS = ("write_bytes_sec", "read_bytes_sec", "write_op_per_sec", "read_op_per_sec")
+
+
+class RadosAdmin:
+    """AdminClient's `command` on a handle that is already connected (status.collect takes it)."""
+
+    def __init__(self, rados):
+        self.rados = rados
+
+    def command(self, prefix: str, timeout: float = 5, inbuf: bytes = b"", **args):
+        cmd = {"prefix": prefix, "format": "json", **args}
+        rc, out, err = self.rados.mon_command(json.dumps(cmd), inbuf, timeout=max(1, int(timeout)))
+        if rc != 0:
+            raise RamburstError(f"ceph {prefix} failed: {err.strip() or rc}")
+        return json.loads(out) if out else None
+
+
+def pool_rates(pool_stats: list) -> dict[str, dict[str, float]]:
+    """Per pool client I/O rates from `osd pool stats` (the mgr's, refreshed every `mgr stats period`)."""
+    rates = {}
+    for p in pool_stats or []:
+        io = p.get("client_io_rate", {}) or {}
+        rates[p["pool_name"]] = {k: float(io.get(k, 0)) for k in RATE_KEYS}
+    return rates
+
+
+def pool_table(df: dict, osd_dump: dict) -> list[dict]:
+    """Each pool's use, objects, quotas and FULL flag (`df` and `osd dump`)."""
+    flags = {p["pool_name"]: p for p in osd_dump.get("pools", [])}
+    rows = []
+    for p in df.get("pools", []):
+        d = flags.get(p["name"], {})
+        st = p.get("stats", {})
+        rows.append({"name": p["name"], "stored": st.get("stored", st.get("bytes_used", 0)),
+                     "used": st.get("bytes_used", 0), "objects": st.get("objects", 0),
+                     "max_avail": st.get("max_avail", 0),
+                     "quota_bytes": d.get("quota_max_bytes", 0), "quota_objects": d.get("quota_max_objects", 0),
+                     "full": "full" in (d.get("flags_names") or "").split(",") or "full_quota" in
+                     (d.get("flags_names") or "").split(",")})
+    return rows
+
+
+def read_stage(state_dir: Path) -> dict | None:
+    """The progress of a running (or the last) stage-in/out, as its writer left it."""
+    try:
+        return json.loads(Layout(state_dir).stage_progress.read_text())
+    except (FileNotFoundError, ValueError, OSError):
+        return None
+
+
+class Collector:
+    """Polls in its own thread; `latest` is the newest snapshot, `history` the ring buffer."""
+
+    def __init__(self, state_dir: Path, rados, period: float = PERIOD, size: int = HISTORY):
+        self.state_dir = Path(state_dir)
+        self.admin = RadosAdmin(rados)
+        self.period = period
+        self.history: deque = deque(maxlen=size)
+        self.latest: dict | None = None
+        self.changed = threading.Condition()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="dashboard-collector", daemon=True)
+
+    def start(self) -> Collector:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self.changed:
+            self.changed.notify_all()
+        self._thread.join(10)
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            snap = self.poll()
+            with self.changed:
+                self.latest = snap
+                self.history.append(point(snap))
+                self.changed.notify_all()
+            self._stop.wait(max(0.05, self.period - (time.monotonic() - started)))
+
+    def wait_newer(self, t: float, timeout: float) -> dict | None:
+        """The first snapshot newer than `t` (None on timeout or stop)."""
+        with self.changed:
+            self.changed.wait_for(lambda: self._stop.is_set() or (self.latest and self.latest["t"] > t), timeout)
+            return self.latest if self.latest and self.latest["t"] > t else None
+
+    def poll(self) -> dict:
+        snap: dict = {"t": time.time(), "error": None, "pools": [], "rates": {}}
+        try:
+            snap["status"] = status_mod.collect(self.state_dir, timeout=2, admin=self.admin)
+        except RamburstError as e:
+            snap["status"] = None
+            snap["error"] = str(e)
+            return snap
+        if snap["status"]["health"] is not None:
+            try:
+                snap["rates"] = pool_rates(self.admin.command("osd pool stats", timeout=2))
+                snap["pools"] = pool_table(self.admin.command("df", timeout=2),
+                                           self.admin.command("osd dump", timeout=2))
+            except (RamburstError, ValueError) as e:
+                snap["error"] = str(e)
+        snap["stage"] = read_stage(self.state_dir)
+        snap["ok"] = status_mod.is_up(snap["status"]) and snap["status"]["health"] != "HEALTH_ERR"
+        return snap
+
+
+def point(snap: dict) -> dict:
+    """What the ring buffer keeps of a snapshot: time, rates per pool, capacity used."""
+    cap = (snap.get("status") or {}).get("capacity") or {}
+    return {"t": snap["t"], "rates": snap.get("rates", {}), "used": cap.get("used_bytes"),
+            "ok": snap.get("ok", False)}
