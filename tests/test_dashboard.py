@@ -309,3 +309,24 @@ def test_bad_input_one_line_and_exit_2(tmp_path):
     assert r.returncode == 2 and r.stderr.count("\n") == 1
     r = cli("dashboard", "--port", "70000")
     assert r.returncode == 2 and r.stderr.count("\n") == 1
+
+
+def test_stage_progress_shown_while_a_stage_runs(cluster, dashboard, page):
+    """The stage-in/out progress file (run/stage.json, written by `ramburst stage`) on the page."""
+    from ramburst.layout import Layout
+
+    progress = Layout(cluster.state_dir).stage_progress
+    progress.parent.mkdir(exist_ok=True)
+    page.goto(dashboard.url)
+    page.wait_for_selector("#health[data-ok='true']", timeout=10000)
+    assert page.inner_text("#stage") == ""
+    try:
+        progress.write_text(json.dumps({
+            "direction": "in", "target": "/scratch/run42", "bytes_done": 3 << 30, "bytes_total": 4 << 30,
+            "files_done": 30, "files_total": 40, "mb_s": 812.0, "eta_s": 1.4, "started": time.time() - 4,
+            "finished": None, "error": None}))
+        page.wait_for_function("() => document.getElementById('stage').textContent.includes('75%')", timeout=5000)
+        text = page.inner_text("#stage")
+        assert "stage-in /scratch/run42" in text and "30/40 files" in text and "812 MB/s" in text
+    finally:
+        progress.unlink(missing_ok=True)

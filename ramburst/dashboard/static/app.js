@@ -76,7 +76,8 @@
     const box = $("stage");
     if (!s) { box.textContent = ""; return; }
     const pct = s.bytes_total ? (100 * s.bytes_done / s.bytes_total).toFixed(0) + "%" : "";
-    box.textContent = "stage-" + s.direction + " " + s.target + ": " + fmtBytes(s.bytes_done) + " of " +
+    const what = String(s.direction || "").startsWith("stage") ? s.direction : "stage-" + s.direction;
+    box.textContent = what + " " + s.target + ": " + fmtBytes(s.bytes_done) + " of " +
       fmtBytes(s.bytes_total) + " " + pct + ", " + s.files_done + "/" + s.files_total + " files" +
       (s.mb_s != null ? ", " + Number(s.mb_s).toFixed(0) + " MB/s" : "") +
       (s.finished ? (s.error ? " · FAILED: " + s.error : " · done") : (s.eta_s != null ? ", ETA " + Math.round(s.eta_s) + " s" : ""));
@@ -90,8 +91,9 @@
   function plot(canvas, lines, scale) {
     const g = canvas.getContext("2d"), w = canvas.width, h = canvas.height, pad = 34;
     g.clearRect(0, 0, w, h);
-    const now = Date.now() / 1000, span = 900;
+    const now = Date.now() / 1000, span = Number($("window").value);
     let max = 1;
+    lines = lines.map((l) => ({ color: l.color, points: l.points.filter(([t]) => now - t <= span) }));
     for (const l of lines) for (const [, v] of l.points) max = Math.max(max, v / scale);
     g.strokeStyle = "#ddd"; g.fillStyle = "#666"; g.font = "10px sans-serif"; g.lineWidth = 1;
     for (let i = 0; i <= 4; i++) {
@@ -99,7 +101,7 @@
       g.beginPath(); g.moveTo(pad, y); g.lineTo(w, y); g.stroke();
       g.fillText((max * i / 4).toFixed(max < 10 ? 1 : 0), 2, y + 3);
     }
-    g.fillText("-15 min", pad, h - 2); g.fillText("now", w - 22, h - 2);
+    g.fillText("-" + (span >= 120 ? span / 60 + " min" : span + " s"), pad, h - 2); g.fillText("now", w - 22, h - 2);
     for (const l of lines) {
       g.strokeStyle = l.color; g.lineWidth = 1.5; g.beginPath();
       l.points.forEach(([t, v], i) => {
@@ -118,6 +120,7 @@
                          { color: "#3b7dd8", points: series(pool, "read_op_per_sec") }], 1);
   }
   $("rate-pool").addEventListener("change", redraw);
+  $("window").addEventListener("change", redraw);
 
   function freshness() {
     if (!state.last) return;
