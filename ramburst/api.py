@@ -83,6 +83,13 @@ class Cluster:
             op.remove()
             io.operate_write_op(op, name, flags=self.FULL_TRY)
 
+    def zarr_store(self, namespace: str = "arrays", read_only: bool = False, pool: str | None = None):
+        """A zarr v3 store (ramburst.arrays.RadosStore) in RADOS namespace `namespace` of the
+        pool; needs the `arrays` extra."""
+        from .arrays.store import RadosStore
+
+        return RadosStore(self, namespace, pool, read_only=read_only)
+
     def status(self) -> dict:
         return status_mod.collect(self.state_dir)
 

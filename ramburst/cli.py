@@ -263,9 +263,11 @@ def entry() -> None:
     sys.exit(cli())
 
 
-from .dashboard.cli import dashboard as dashboard_command  # noqa: E402 - a feature package, registered last
+from .arrays.cli import array as _array_command  # noqa: E402 - feature commands register last
+from .dashboard.cli import dashboard as _dashboard_command  # noqa: E402
 
-main.add_command(dashboard_command)
+main.add_command(_array_command)
+main.add_command(_dashboard_command)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys; sys.exit(0 if
     "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e '.[test,mpi,dashboard]'
+.venv/bin/python -m pip install -q -e '.[test,mpi,arrays,dashboard]'
 .venv/bin/python -c 'from ramburst.ceph.admin import load_rados; load_rados()' \
     || { echo "install.sh: the python rados binding does not load in .venv" >&2; exit 1; }
 echo "install.sh: ready: $(pwd)/.venv/bin/ramburst" >&2
