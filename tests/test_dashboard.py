@@ -158,6 +158,10 @@ def test_objects_view_searches_and_shows_sizes_and_xattrs(cluster, dashboard, pa
     assert sorted(rows) == [f"needle-0{i}" for i in range(10)]
     row = page.inner_text("#objects tr[data-name='needle-07']")
     assert "107" in row and "owner" in row and "alice" in row
+    page.select_option("#object-ns", "*")  # the arrays live in a RADOS namespace of their own
+    page.fill("#object-search", "scans/volume/zarr.json")
+    page.wait_for_selector("#objects tr[data-name='scans/volume/zarr.json']", timeout=10000)
+    assert "arrays" in page.inner_text("#objects tr[data-name='scans/volume/zarr.json']")
 
 
 def test_throughput_plot_moves_while_a_writer_runs(cluster, dashboard, page, tmp_path):

@@ -150,13 +150,15 @@
   function loadObjects() {
     const pool = $("object-pool").value, q = $("object-search").value;
     const url = "/api/objects?pool=" + encodeURIComponent(pool) + "&q=" + encodeURIComponent(q) +
+      "&ns=" + encodeURIComponent($("object-ns").value) +
       "&offset=" + state.objectOffset + "&limit=" + state.objectLimit;
     fetch(url).then((r) => r.json()).then((data) => {
       if ($("object-search").value !== q) return;  // a newer search is under way
       const tb = $("objects").tBodies[0]; tb.textContent = "";
       for (const o of data.rows) {
         const tr = document.createElement("tr"); tr.dataset.name = o.name;
-        tr.appendChild(cell(o.name)); tr.appendChild(cell(o.size == null ? "–" : o.size, "num"));
+        tr.appendChild(cell(o.name)); tr.appendChild(cell(o.namespace));
+        tr.appendChild(cell(o.size == null ? "–" : o.size, "num"));
         tr.appendChild(cell(Object.entries(o.xattrs).map(([k, v]) => k + "=" + v).join(" ")));
         tb.appendChild(tr);
       }
@@ -168,10 +170,11 @@
   function scheduleObjects() { clearTimeout(objectTimer); objectTimer = setTimeout(loadObjects, 150); }
   $("object-search").addEventListener("input", () => { state.objectOffset = 0; scheduleObjects(); });
   $("object-pool").addEventListener("change", () => { state.objectOffset = 0; scheduleObjects(); });
+  $("object-ns").addEventListener("change", () => { state.objectOffset = 0; scheduleObjects(); });
   $("object-prev").addEventListener("click", () => { state.objectOffset = Math.max(0, state.objectOffset - state.objectLimit); loadObjects(); });
   $("object-next").addEventListener("click", () => { state.objectOffset += state.objectLimit; loadObjects(); });
   setTimeout(loadObjects, 300);
-  setInterval(() => { if (document.visibilityState === "visible") loadObjects(); }, 10000);
+  $("object-refresh").addEventListener("click", loadObjects);  // no timer: a listing walks the whole pool
 
   // ---- arrays and the slice viewer ---------------------------------------------------------
   function loadArrays() {
@@ -230,7 +233,7 @@
   $("slice-lo").addEventListener("change", showSlice);
   $("slice-hi").addEventListener("change", showSlice);
   loadArrays();
-  setInterval(() => { if (document.visibilityState === "visible") loadArrays(); }, 15000);
+  $("arrays-refresh").addEventListener("click", loadArrays);
 
   window.dashboard = {
     series,
