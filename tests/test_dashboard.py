@@ -138,6 +138,11 @@ def test_page_loads_with_the_token_and_is_refused_without(dashboard, page, tmp_p
         assert http_status(base + path) in (401, 403), path
         assert http_status(base + path + ("&" if "?" in path else "?") + "token=" + token[:-1] + "x") in (401, 403)
     assert http_status(base + "/api/history?token=" + token) == 200
+    # Bad input with the token: a clear 4xx, never a 500.
+    assert http_status(base + "/api/objects?offset=x&token=" + token) == 400
+    assert http_status(base + "/api/objects?pool=no-such-pool&token=" + token) == 404
+    for bad in ("path=nope", "path=plain&axis=5", "path=plain&index=512", "path=plain&lo=50&hi=10"):
+        assert http_status(f"{base}/api/arrays/slice.png?{bad}&token={token}") == 400, bad
     other = page.context.browser.new_context()
     try:
         refused = other.new_page().goto(base + "/")
@@ -238,6 +243,9 @@ def test_slice_viewer_shows_the_right_pixels(dashboard, page, tmp_path):
     decoded = np.asarray(Image.open(io.BytesIO(body)).convert("L"))
     assert np.abs(decoded.astype(np.int16) - expected).max() <= 1
     shoot(page, tmp_path, "slice")
+    page.select_option("#slice-axis", "0")  # a plane that shows the volume's pattern, for the README
+    page.wait_for_function("() => document.getElementById('slice-img').src.includes('axis=0')"
+                           " && document.getElementById('slice-img').complete", timeout=10000)
     shutil.copyfile(shoot(page, tmp_path, "for-docs"), DOCS_SHOT)
 
 

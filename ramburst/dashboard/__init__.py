@@ -16,6 +16,7 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..errors import RamburstError, UsageError
@@ -48,7 +49,7 @@ class Handle:
 
     url: str
     token: str
-    _stop: callable = field(repr=False)
+    _stop: Callable[[], None] = field(repr=False)
 
     def stop(self) -> None:
         self._stop()

@@ -127,9 +127,15 @@ class Views:
         q = request.query_params
         pool = q.get("pool") or self.cluster.pool
         search, every_ns = q.get("q", ""), q.get("ns") == "*"
-        offset, limit = max(0, int(q.get("offset", 0))), min(500, max(1, int(q.get("limit", 50))))
+        try:
+            offset, limit = max(0, int(q.get("offset", 0))), min(500, max(1, int(q.get("limit", 50))))
+            io = self.cluster.ioctx(pool)
+        except ValueError as e:
+            return PlainTextResponse(f"{e}\n", status_code=400)
+        except load_rados().Error as e:
+            return PlainTextResponse(f"pool {pool!r}: {e}\n", status_code=404)
         names, scanned = [], 0
-        with self.cluster.ioctx(pool) as io:
+        with io:
             if every_ns:
                 io.set_namespace(load_rados().LIBRADOS_ALL_NSPACES)
             for obj in io.list_objects():

@@ -20,17 +20,21 @@ RATE_KEYS = ("write_bytes_sec", "read_bytes_sec", "write_op_per_sec", "read_op_p
 
 
 class RadosAdmin:
-    """AdminClient's `command` on a handle that is already connected (status.collect takes it)."""
+    """AdminClient's `command` on a handle that is already connected (status.collect takes it);
+    answers are kept for one poll, so `df` and `osd dump` are asked once a second, not twice."""
 
     def __init__(self, rados):
         self.rados = rados
+        self.answers: dict = {}
 
     def command(self, prefix: str, timeout: float = 5, inbuf: bytes = b"", **args):
-        cmd = {"prefix": prefix, "format": "json", **args}
-        rc, out, err = self.rados.mon_command(json.dumps(cmd), inbuf, timeout=max(1, int(timeout)))
-        if rc != 0:
-            raise RamburstError(f"ceph {prefix} failed: {err.strip() or rc}")
-        return json.loads(out) if out else None
+        cmd = json.dumps({"prefix": prefix, "format": "json", **args}, sort_keys=True)
+        if cmd not in self.answers:
+            rc, out, err = self.rados.mon_command(cmd, inbuf, timeout=max(1, int(timeout)))
+            if rc != 0:
+                raise RamburstError(f"ceph {prefix} failed: {err.strip() or rc}")
+            self.answers[cmd] = json.loads(out) if out else None
+        return self.answers[cmd]
 
 
 def pool_rates(pool_stats: list) -> dict[str, dict[str, float]]:
@@ -110,7 +114,8 @@ class Collector:
             return self.latest if self.latest and self.latest["t"] > t else None
 
     def poll(self) -> dict:
-        snap: dict = {"t": time.time(), "error": None, "pools": [], "rates": {}}
+        snap: dict = {"t": time.time(), "error": None, "pools": [], "rates": {}, "ok": False}
+        self.admin.answers.clear()
         try:
             snap["status"] = status_mod.collect(self.state_dir, timeout=2, admin=self.admin)
         except RamburstError as e:

@@ -158,7 +158,8 @@
       for (const o of data.rows) {
         const tr = document.createElement("tr"); tr.dataset.name = o.name;
         tr.appendChild(cell(o.name)); tr.appendChild(cell(o.namespace));
-        tr.appendChild(cell(o.size == null ? "–" : o.size, "num"));
+        const size = cell(o.size == null ? "–" : fmtBytes(o.size), "num"); size.title = o.size + " bytes";
+        tr.appendChild(size);
         tr.appendChild(cell(Object.entries(o.xattrs).map(([k, v]) => k + "=" + v).join(" ")));
         tb.appendChild(tr);
       }
