@@ -102,7 +102,7 @@ def serve(cluster, port: int = 0, address: str | None = None, arrays_store=None,
     if not server.started:
         stop()
         raise RamburstError(f"the dashboard did not start on {address}:{port}")
-    collector.wait_newer(0, 5)  # the first page shows data, not "connecting"
+    collector.wait_first(5)  # the first page shows data, not "connecting"
     host = f"[{address}]" if ":" in address else address
     return Handle(url=f"http://{host}:{port}/?token={token}", token=token, _stop=stop)
 

@@ -96,12 +96,12 @@ class Views:
 
     async def events(self, request: Request):
         async def stream():
-            sent = 0.0
+            sent = 0
             yield "retry: 1000\n\n"
             while not (self.closing or self.collector.stopped):
                 snap = self.collector.latest
-                if snap is not None and snap["t"] > sent:
-                    sent = snap["t"]
+                if snap is not None and snap["seq"] > sent:
+                    sent = snap["seq"]
                     yield f"data: {json.dumps(snap)}\n\n"
                 await asyncio.sleep(0.05)
 

@@ -71,49 +71,69 @@ def read_stage(state_dir: Path) -> dict | None:
 
 
 class Collector:
-    """Polls in its own thread; `latest` is the newest snapshot, `history` the ring buffer."""
+    """Polls in two threads: the status (mon and processes, milliseconds) once a second, and
+    the pools' rates, which come from the mgr: right after a deploy its first answer took 5.5 s
+    here, and a dead mgr costs a timeout; neither may delay a red health. `latest` is the
+    newest snapshot, `history` the ring buffer."""
 
     def __init__(self, state_dir: Path, rados, period: float = PERIOD, size: int = HISTORY):
         self.state_dir = Path(state_dir)
         self.admin = RadosAdmin(rados)
+        self.rates_admin = RadosAdmin(rados)
         self.period = period
         self.history: deque = deque(maxlen=size)
         self.latest: dict | None = None
+        self.rates: tuple[dict, str | None] = ({}, None)  # (per pool, error) from the rates thread
+        self.seq = 0
         self.changed = threading.Condition()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="dashboard-collector", daemon=True)
+        self._threads = [threading.Thread(target=self._every_period, args=(fn,), name=f"dashboard-{fn.__name__}",
+                                          daemon=True) for fn in (self.poll_and_publish, self.poll_rates)]
 
     def start(self) -> Collector:
-        self._thread.start()
+        for t in self._threads:
+            t.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
         with self.changed:
             self.changed.notify_all()
-        self._thread.join(10)
+        for t in self._threads:
+            t.join(10)
 
     @property
     def stopped(self) -> bool:
         return self._stop.is_set()
 
-    def _loop(self) -> None:
+    def _every_period(self, fn) -> None:
         while not self._stop.is_set():
             started = time.monotonic()
-            snap = self.poll()
-            with self.changed:
-                self.latest = snap
-                self.history.append(point(snap))
-                self.changed.notify_all()
+            fn()
             self._stop.wait(max(0.05, self.period - (time.monotonic() - started)))
 
-    def wait_newer(self, t: float, timeout: float) -> dict | None:
-        """The first snapshot newer than `t` (None on timeout or stop)."""
+    def poll_rates(self) -> None:
+        self.rates_admin.answers.clear()
+        try:
+            self.rates = (pool_rates(self.rates_admin.command("osd pool stats", timeout=2)), None)
+        except (RamburstError, ValueError) as e:
+            self.rates = ({}, str(e))
+
+    def poll_and_publish(self) -> None:
+        snap = self.poll()
         with self.changed:
-            self.changed.wait_for(lambda: self._stop.is_set() or (self.latest and self.latest["t"] > t), timeout)
-            return self.latest if self.latest and self.latest["t"] > t else None
+            self.seq += 1
+            self.latest = {**snap, "seq": self.seq}
+            self.history.append(point(snap))
+            self.changed.notify_all()
+
+    def wait_first(self, timeout: float) -> dict | None:
+        with self.changed:
+            self.changed.wait_for(lambda: self._stop.is_set() or self.latest is not None, timeout)
+            return self.latest
 
     def poll(self) -> dict:
+        """One snapshot: the status `ramburst status` prints, the pools, the newest rates."""
         snap: dict = {"t": time.time(), "error": None, "pools": [], "rates": {}, "ok": False}
         self.admin.answers.clear()
         try:
@@ -122,15 +142,16 @@ class Collector:
             snap["status"] = None
             snap["error"] = str(e)
             return snap
+        snap["stage"] = read_stage(self.state_dir)
+        snap["ok"] = status_mod.is_up(snap["status"]) and snap["status"]["health"] != "HEALTH_ERR"
         if snap["status"]["health"] is not None:
-            try:
-                snap["rates"] = pool_rates(self.admin.command("osd pool stats", timeout=2))
+            try:  # answered already for `collect` (kept for this poll)
                 snap["pools"] = pool_table(self.admin.command("df", timeout=2),
                                            self.admin.command("osd dump", timeout=2))
             except (RamburstError, ValueError) as e:
                 snap["error"] = str(e)
-        snap["stage"] = read_stage(self.state_dir)
-        snap["ok"] = status_mod.is_up(snap["status"]) and snap["status"]["health"] != "HEALTH_ERR"
+            snap["rates"], error = self.rates
+            snap["error"] = snap["error"] or error
         return snap
 
 

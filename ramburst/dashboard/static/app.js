@@ -133,8 +133,10 @@
   function addPoint(snap) {
     const cap = (snap.status || {}).capacity || {};
     const last = history[history.length - 1];
-    if (last && last.t >= snap.t) return;
-    history.push({ t: snap.t, rates: snap.rates || {}, used: cap.used_bytes, ok: !!snap.ok });
+    if (last && last.t > snap.t) return;
+    const p = { t: snap.t, rates: snap.rates || {}, used: cap.used_bytes, ok: !!snap.ok };
+    if (last && last.t === snap.t) history[history.length - 1] = p;  // the same poll, now with its rates
+    else history.push(p);
     while (history.length > HISTORY) history.shift();
   }
 
