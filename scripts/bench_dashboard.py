@@ -130,9 +130,14 @@ def main() -> None:
         tok = "token=" + handle.token
         try:
             for axis in (0, 2):
-                times = [get(f"{base}/api/arrays/slice.png?path=bench/volume&axis={axis}&index={i}&{tok}")
-                         for i in range(0, 64, 2)]
-                print(f"512x512 float32 slice along axis {axis} (PNG over HTTP, chunks from RADOS): {ms(times)}")
+                slice_url = f"{base}/api/arrays/slice.png?path=bench/volume&axis={axis}&{tok}&index="
+                cold = []
+                for i in range(0, 64, 4):
+                    get(f"{base}/api/arrays?{tok}")  # empties the slab cache
+                    cold.append(get(slice_url + str(i)))
+                scrub = [get(slice_url + str(i)) for i in range(64)]
+                print(f"512x512 float32 slice along axis {axis}, PNG over HTTP: cold (chunks read from RADOS) "
+                      f"{ms(cold)}; scrubbing planes 0..63 in turn {ms(scrub)}")
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
                 try:

@@ -88,3 +88,20 @@ def test_prometheus_text_escapes_labels_and_says_down():
     text = prometheus_text(snap)
     assert 'ramburst_daemon_up{daemon="osd.0",host="h0"} 0' in text
     assert 'ramburst_pool_write_bytes_sec{pool="we\\"ird\\\\pool"} 5.0' in text
+
+
+def test_slab_cache_gives_the_planes_of_the_array_and_expires():
+    zarr = pytest.importorskip("zarr")
+    data = np.arange(3 * 10 * 6 * 7, dtype="float32").reshape(3, 10, 6, 7)
+    z = zarr.create_array(zarr.storage.MemoryStore(), shape=data.shape, chunks=(1, 4, 3, 7), dtype="float32")
+    z[:] = data
+    cache = images.SlabCache()
+    for axis in range(4):
+        for index in range(data.shape[axis]):
+            assert np.array_equal(cache.plane("v", z, axis, index), images.plane(data, axis, index)), (axis, index)
+    with pytest.raises(ValueError):
+        cache.plane("v", z, 1, 10)
+    z[0] = -data[0]
+    assert cache.plane("v", z, 1, 5)[0, 0] == data[0, 5, 0, 0]  # cached: the old value, for ttl seconds
+    cache.ttl = 0
+    assert cache.plane("v", z, 1, 5)[0, 0] == -data[0, 5, 0, 0]

@@ -74,6 +74,7 @@ class Views:
         self.arrays_store = arrays_store
         self.metrics_url = metrics_url
         self._arrays: dict = {}
+        self.slabs = images.SlabCache()
         self.closing = False
         self.files = {name: (STATIC / name).read_bytes() for name in ("index.html", *STATIC_FILES)}
 
@@ -175,6 +176,7 @@ class Views:
         except Exception as e:  # noqa: BLE001 - no arrays yet, or zarr missing: say so on the page
             return JSONResponse({"arrays": [], "error": f"{type(e).__name__}: {e}"})
         self._arrays.clear()
+        self.slabs.clear()
         return JSONResponse({"arrays": listing, "error": None})
 
     def slice_png(self, request: Request):
@@ -188,7 +190,7 @@ class Views:
             array = self._arrays.get(path)
             if array is None:
                 array = self._arrays[path] = self._group()[path]
-            gray, vmin, vmax = images.to_gray(images.plane(array, axis, index), lo, hi)
+            gray, vmin, vmax = images.to_gray(self.slabs.plane(path, array, axis, index), lo, hi)
         except (KeyError, ValueError, TypeError, LookupError) as e:
             return PlainTextResponse(f"{e}\n", status_code=400)
         return Response(images.png_gray(gray), media_type="image/png",

@@ -69,3 +69,62 @@ def png_gray(pixels: np.ndarray) -> bytes:
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw.tobytes(), 1))
             + chunk(b"IEND", b""))
+
+
+class SlabCache:
+    """Scrubbing reads neighbouring planes: each plane request reads whole chunks anyway, so
+    keep the chunk-aligned slab it came from (all planes of those chunks along the axis) for a
+    few seconds. Bounded in bytes (the node's RAM holds the cluster) and by age (arrays can
+    change while someone looks)."""
+
+    def __init__(self, max_bytes: int = 128 << 20, max_slab: int = 64 << 20, ttl: float = 10.0):
+        import threading
+        from collections import OrderedDict
+
+        self.max_bytes, self.max_slab, self.ttl = max_bytes, max_slab, ttl
+        self.slabs: OrderedDict = OrderedDict()  # key -> (loaded at, start, ndarray)
+        self.lock = threading.Lock()
+
+    def clear(self) -> None:
+        with self.lock:
+            self.slabs.clear()
+
+    def plane(self, key: str, array, axis: int, index: int) -> np.ndarray:
+        import time
+
+        plane(_Shape(array), axis, index)  # the range checks, before any read
+        chunk = array.chunks[axis]
+        start = index // chunk * chunk
+        stop = min(array.shape[axis], start + chunk)
+        kept = [d for d in range(array.ndim) if d != axis]
+        slab_bytes = (stop - start) * array.dtype.itemsize
+        for d in kept[-2:]:
+            slab_bytes *= array.shape[d]
+        if array.ndim == 2 or slab_bytes > self.max_slab:
+            return plane(array, axis, index)
+        now = time.monotonic()
+        with self.lock:
+            hit = self.slabs.get((key, axis, start))
+            if hit and now - hit[0] < self.ttl:
+                self.slabs.move_to_end((key, axis, start))
+                return np.take(hit[2], index - start, axis=axis - sum(1 for d in kept[:-2] if d < axis))
+        sel: list = [slice(None)] * array.ndim
+        sel[axis] = slice(start, stop)
+        for d in kept[:-2]:
+            sel[d] = 0
+        slab = np.asarray(array[tuple(sel)])
+        with self.lock:
+            self.slabs[(key, axis, start)] = (now, start, slab)
+            while sum(s[2].nbytes for s in self.slabs.values()) > self.max_bytes:
+                self.slabs.popitem(last=False)
+        return np.take(slab, index - start, axis=axis - sum(1 for d in kept[:-2] if d < axis))
+
+
+class _Shape:
+    """Just enough of an array for `plane`'s checks without reading it."""
+
+    def __init__(self, array):
+        self.ndim, self.shape = array.ndim, array.shape
+
+    def __getitem__(self, sel):
+        return np.zeros((1, 1))
