@@ -5,8 +5,9 @@
   `ramburst dashboard` command from exec until its printed URL answers;
 - page load: navigation to the token URL until the load event, in headless chromium;
 - staleness: age of the newest snapshot the open page shows, sampled every 0.25 s;
-- slice: HTTP GET of a 512x512 plane of a 64x512x512 float32 zarr array in RADOS (chunks
-  16x128x128: any plane reads 16 chunks, 16 MiB), along axis 0 and axis 2;
+- slice: HTTP GET of a plane of a 64x512x512 float32 zarr array in RADOS (chunks 16x128x128:
+  any plane reads 16 chunks, 16 MiB): 512x512 along axis 0, 64x512 along axis 2; cold (the
+  slab cache emptied first) and while scrubbing through every index in turn;
 - overhead: `ramburst bench` on the same instance with the dashboard closed and open (a page
   streaming it), alternated `--rounds` times; medians.
 
@@ -136,7 +137,8 @@ def main() -> None:
                     get(f"{base}/api/arrays?{tok}")  # empties the slab cache
                     cold.append(get(slice_url + str(i)))
                 scrub = [get(slice_url + str(i)) for i in range(64)]
-                print(f"512x512 float32 slice along axis {axis}, PNG over HTTP: cold (chunks read from RADOS) "
+                shape = "x".join(str(n) for d, n in enumerate(vol.shape) if d != axis)
+                print(f"{shape} float32 plane along axis {axis}, PNG over HTTP: cold (chunks read from RADOS) "
                       f"{ms(cold)}; scrubbing planes 0..63 in turn {ms(scrub)}")
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
