@@ -342,3 +342,11 @@ def test_stage_progress_shown_while_a_stage_runs(cluster, dashboard, page):
         assert "stage-in /scratch/run42" in text and "30/40 files" in text and "812 MB/s" in text
     finally:
         progress.unlink(missing_ok=True)
+
+
+def test_bad_address_or_busy_port_one_line_and_exit_2(cluster, dashboard):
+    busy = urlsplit(dashboard.url).port
+    for args in (("--address", "203.0.113.1"), ("--port", str(busy))):  # not this host's; taken
+        r = cli("dashboard", "--state-dir", cluster.state_dir, *args, timeout=60)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and "cannot listen" in r.stderr, r.stderr
+        assert r.stdout == ""

@@ -38,7 +38,7 @@ def bind(address: str, port: int) -> socket.socket:
         sock.listen(128)
     except OSError as e:
         sock.close()
-        raise RamburstError(f"the dashboard cannot listen on {address}:{port}: {e.strerror}") from None
+        raise UsageError(f"the dashboard cannot listen on {address}:{port}: {e.strerror}") from None
     sock.set_inheritable(False)
     return sock
 
@@ -74,9 +74,10 @@ def serve(cluster, port: int = 0, address: str | None = None, arrays_store=None,
 
     address = address or mon_address(cluster)
     token = token or secrets.token_urlsafe(24)
+    rados = cluster.rados()  # connect first: a cluster that does not answer leaves no socket open
     sock = bind(address, port)
     port = sock.getsockname()[1]
-    collector = Collector(cluster.state_dir, cluster.rados(), period=period).start()
+    collector = Collector(cluster.state_dir, rados, period=period).start()
     views = Views(cluster, collector, arrays_store, metrics_url=cluster.env.get("RAMBURST_METRICS_URL"))
     app = build_app(views, token, f"ramburst_dashboard_{port}", prometheus=prometheus)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
