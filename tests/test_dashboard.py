@@ -243,6 +243,7 @@ def test_slice_viewer_shows_the_right_pixels(dashboard, page, tmp_path):
     decoded = np.asarray(Image.open(io.BytesIO(body)).convert("L"))
     assert np.abs(decoded.astype(np.int16) - expected).max() <= 1
     shoot(page, tmp_path, "slice")
+    page.select_option("#window", "60")
     page.select_option("#slice-axis", "0")  # a plane that shows the volume's pattern, for the README
     page.wait_for_function("() => document.getElementById('slice-img').src.includes('axis=0')"
                            " && document.getElementById('slice-img').complete", timeout=10000)
@@ -350,3 +351,23 @@ def test_bad_address_or_busy_port_one_line_and_exit_2(cluster, dashboard):
         r = cli("dashboard", "--state-dir", cluster.state_dir, *args, timeout=60)
         assert r.returncode == 2 and r.stderr.count("\n") == 1 and "cannot listen" in r.stderr, r.stderr
         assert r.stdout == ""
+
+
+def test_prometheus_serves_ramburst_and_the_mgr_exporter_behind_the_token(tmp_path):
+    """--prometheus with the metrics service: one scrape gives ramburst's gauges and Ceph's."""
+    name = unique_name("e")
+    state = tmp_path / name
+    c = ramburst.up(name=name, state_dir=str(state), size="1G", services=("pool", "metrics"))
+    port = mon_port(state)
+    try:
+        with ramburst.dashboard.serve(c, port=0, prometheus=True) as handle:
+            base = handle.url.split("/?")[0]
+            assert http_status(base + "/metrics") == 403
+            request = urllib.request.Request(base + "/metrics", headers={"Authorization": f"Bearer {handle.token}"})
+            with urllib.request.urlopen(request, timeout=20) as r:
+                text = r.read().decode()
+        assert "ramburst_health_ok 1" in text and f'ramburst_pool_stored_bytes{{pool="{c.pool}"}}' in text
+        assert "ceph_health_status " in text and 'ceph_osd_up{ceph_daemon="osd.0"} 1.0' in text
+    finally:
+        c.down()
+    assert_nothing_left(name, state, port)

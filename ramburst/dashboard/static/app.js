@@ -45,7 +45,7 @@
       fill.style.width = Math.min(100, pct).toFixed(1) + "%";
       fill.className = "fill " + cap.state;
       document.querySelector("#capacity .text").textContent = fmtBytes(cap.used_bytes) + " used of " +
-        fmtBytes(cap.usable_bytes) + " (--size) · " + pct.toFixed(0) + "% · " + fmtBytes(cap.avail_bytes) +
+        fmtBytes(cap.usable_bytes) + " usable (the full mark) · " + pct.toFixed(0) + "% · " + fmtBytes(cap.avail_bytes) +
         " available" + (cap.state === "full" ? " · FULL: writes are refused" : cap.state === "nearfull" ? " · NEAR FULL" : "");
     } else {
       document.querySelector("#capacity .text").textContent = "not reported yet (the manager is starting)";
