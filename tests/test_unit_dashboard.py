@@ -105,3 +105,16 @@ def test_slab_cache_gives_the_planes_of_the_array_and_expires():
     assert cache.plane("v", z, 1, 5)[0, 0] == data[0, 5, 0, 0]  # cached: the old value, for ttl seconds
     cache.ttl = 0
     assert cache.plane("v", z, 1, 5)[0, 0] == -data[0, 5, 0, 0]
+
+
+def test_default_address_is_the_instances_own_when_this_host_has_it(monkeypatch):
+    import ramburst.host
+    from ramburst.dashboard import default_address
+
+    class Instance:
+        env = {"RAMBURST_MON_HOST": "[v2:10.77.0.2:40001]"}
+
+    monkeypatch.setattr(ramburst.host, "local_addresses", lambda: {"127.0.0.1", "10.77.0.2"})
+    assert default_address(Instance()) == "10.77.0.2"
+    monkeypatch.setattr(ramburst.host, "local_addresses", lambda: {"127.0.0.1", "10.77.0.3"})
+    assert default_address(Instance()) == "127.0.0.1"  # another host of the instance

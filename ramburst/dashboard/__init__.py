@@ -22,11 +22,15 @@ from dataclasses import dataclass, field
 from ..errors import RamburstError, UsageError
 
 
-def mon_address(cluster) -> str:
-    """The instance's own address (where its daemons listen): 127.0.0.1 for --interface lo."""
+def default_address(cluster) -> str:
+    """The instance's own address (where its daemons listen; 127.0.0.1 for --interface lo)
+    when this host has it, else 127.0.0.1 (a dashboard started on another host of the instance)."""
+    from ..host import local_addresses
+
     host = cluster.env.get("RAMBURST_MON_HOST", "").strip("[]")
     host = host.split(",", 1)[0].split(":", 1)[1] if host.startswith(("v1:", "v2:")) else host
-    return host.rsplit(":", 1)[0].strip("[]") or "127.0.0.1"
+    address = host.rsplit(":", 1)[0].strip("[]")
+    return address if address in local_addresses() else "127.0.0.1"
 
 
 def bind(address: str, port: int) -> socket.socket:
@@ -72,7 +76,7 @@ def serve(cluster, port: int = 0, address: str | None = None, arrays_store=None,
     from .app import Views, build_app
     from .collector import Collector
 
-    address = address or mon_address(cluster)
+    address = address or default_address(cluster)
     token = token or secrets.token_urlsafe(24)
     rados = cluster.rados()  # connect first: a cluster that does not answer leaves no socket open
     sock = bind(address, port)
