@@ -6,6 +6,8 @@ import hashlib
 import json
 import multiprocessing
 import pickle
+import re
+import subprocess
 import time
 
 import numpy as np
@@ -21,7 +23,7 @@ from zarr.core.sync import sync  # noqa: E402
 
 import ramburst.arrays as ra  # noqa: E402
 
-from conftest import cli, unique_name  # noqa: E402
+from conftest import RAMBURST, cli, unique_name  # noqa: E402
 
 pytestmark = pytest.mark.ceph
 
@@ -152,13 +154,18 @@ def test_item_pickle_equality_and_read_only(cluster):
     assert sync(ro.get("k", proto)).to_bytes() == b"v"
 
 
-def test_item_open_by_instance_name(cluster):
+def test_item_open_by_instance_name(cluster, monkeypatch):
     root = ra.open(state_dir=cluster.state_dir, namespace="byname", mode="w")
     root.create_array("v", shape=(10,), chunks=(5,), dtype="i4")[:] = np.arange(10)
     ro = ra.open(state_dir=cluster.state_dir, namespace="byname", mode="r")
     assert list(ro.array_keys()) == ["v"] and ro["v"][7] == 7
     with pytest.raises(ValueError, match="read-only"):
         ro["v"][0] = 5
+    # after eval "$(ramburst env ...)": the instance of the environment
+    monkeypatch.setenv("RAMBURST_STATE_DIR", str(cluster.state_dir))
+    assert ra.open(namespace="byname", mode="r")["v"][3] == 3
+    r = cli("array", "ls", "--namespace", "byname", env={"RAMBURST_STATE_DIR": str(cluster.state_dir)})
+    assert r.returncode == 0 and r.stdout.split("\t")[0] == "v", r.stderr
 
 
 def test_item_partial_read_of_a_sharded_array_reads_only_the_slice(cluster):
@@ -349,3 +356,31 @@ def test_item_full_store_clear_error_nothing_half_written(tmp_path):
                 assert time.monotonic() < deadline, "still full a minute after deleting"
                 time.sleep(1)
         assert sync(store.get("after", proto)).to_bytes() == b"y" * 2**22
+
+
+def test_item_import_killed_mid_way_then_resumed(cluster, tmp_path):
+    """`kill -9` of an import while it writes: every listed unit reads back whole, and the
+    re-run writes only what is missing."""
+    data = np.random.default_rng(9).random((256, 256, 64)).astype("f4")  # 16 MiB, 256 units of 64 KiB
+    np.save(tmp_path / "k.npy", data)
+    args = ["array", "import", *state_args(cluster), "--namespace", "killed", tmp_path / "k.npy", "k",
+            "--chunks", "1,256,64", "--jobs", "2"]
+    proc = subprocess.Popen([RAMBURST, *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    store = cluster.zarr_store(namespace="killed", read_only=True)
+    deadline = time.monotonic() + 60
+    while len(keys(store.list_prefix("k/c/"))) < 20:
+        assert proc.poll() is None and time.monotonic() < deadline, "import ended before it could be killed"
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait(30)
+    listed = keys(store.list_prefix("k/c/"))
+    assert 20 <= len(listed) < 256, len(listed)
+    a = zarr.open_array(store, path="k", mode="r")
+    for key in listed:  # every listed unit holds its whole, right values
+        i = int(key.split("/")[2])
+        np.testing.assert_array_equal(a[i], data[i])
+    r = cli(*args)
+    assert r.returncode == 0, r.stderr
+    written, skipped = (int(w) for w in re.search(r"(\d+) units written, (\d+) already", r.stderr).groups())
+    assert written + skipped == 256 and skipped >= len(listed), r.stderr
+    np.testing.assert_array_equal(zarr.open_array(store, path="k", mode="r")[...], data)

@@ -7,24 +7,40 @@ and collective helpers over MPI (ramburst.arrays.mpi). Needs the `arrays` extra.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from .store import RadosStore, StoreFullError, ValueTooLargeError
+try:  # imported before the function `store` below is defined, so that the name stays the function
+    from .store import RadosStore, StoreFullError, ValueTooLargeError
+except ModuleNotFoundError as e:  # without the arrays extra the `ramburst` CLI must still start
+    if (e.name or "").split(".")[0] not in ("zarr", "numpy", "numcodecs"):
+        raise
+    _MISSING = e.name
 
 __all__ = ["RadosStore", "StoreFullError", "ValueTooLargeError", "open", "s3_store", "store"]
 
 MODES = ("r", "r+", "a", "w", "w-")
 
 
-def store(name: str = "default", state_dir: str | Path | None = None, namespace: str = "arrays",
+def __getattr__(name: str):
+    if name in ("RadosStore", "StoreFullError", "ValueTooLargeError"):
+        raise ImportError(f"ramburst.arrays needs {_MISSING}: pip install 'ramburst[arrays]'")
+    raise AttributeError(name)
+
+
+def store(name: str | None = None, state_dir: str | Path | None = None, namespace: str = "arrays",
           read_only: bool = False) -> RadosStore:
-    """The RadosStore of `namespace` on an instance that is up (e.g. made with `ramburst up`)."""
+    """The RadosStore of `namespace` on an instance that is up (e.g. made with `ramburst up`):
+    by name or state folder; with neither, the one `eval "$(ramburst env)"` selected
+    ($RAMBURST_STATE_DIR), else the instance named "default"."""
     from ..api import attach
 
-    return attach(name, state_dir).zarr_store(namespace=namespace, read_only=read_only)
+    if name is None and state_dir is None:
+        state_dir = os.environ.get("RAMBURST_STATE_DIR")
+    return attach(name or "default", state_dir).zarr_store(namespace=namespace, read_only=read_only)
 
 
-def open(name: str = "default", state_dir: str | Path | None = None, namespace: str = "arrays",  # noqa: A001
+def open(name: str | None = None, state_dir: str | Path | None = None, namespace: str = "arrays",  # noqa: A001
          mode: str = "a"):
     """The root zarr group of `namespace` on an instance that is up; mode as zarr's
     (r: read only, r+: must exist, a: create if missing, w: replace, w-: fail if present)."""

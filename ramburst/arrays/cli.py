@@ -13,7 +13,8 @@ from ..errors import RamburstError, UsageError
 
 def where(f):
     for o in reversed([
-        click.option("--name", default="default", show_default=True, help="Instance name."),
+        click.option("--name", help="Instance name (default: $RAMBURST_STATE_DIR from `ramburst env`, "
+                                    "else default)."),
         click.option("--state-dir", type=click.Path(path_type=Path), help="The instance's state folder."),
         click.option("--namespace", default="arrays", show_default=True,
                      help="RADOS namespace that holds the arrays (one zarr hierarchy)."),
@@ -32,7 +33,7 @@ def root_group(name: str, state_dir: Path | None, namespace: str, mode: str):
     try:
         return open_root(name, state_dir, namespace, mode=mode)
     except FileNotFoundError:
-        raise UsageError(f"no arrays in namespace {namespace!r} of instance {state_dir or name}") from None
+        raise UsageError(f"no arrays in namespace {namespace!r} of instance {state_dir or name or 'default'}") from None
 
 
 def describe(path: str, a) -> dict:

@@ -19,7 +19,9 @@ object whole or not at all, so nothing half-written is ever left under a key.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import errno
+import weakref
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
@@ -33,8 +35,25 @@ from ..errors import RamburstError
 INDEX = "/index"
 FULL_TRY = 64  # LIBRADOS_OPERATION_FULL_TRY, as api.Cluster.put
 CREATE_EXCLUSIVE = 1  # LIBRADOS_CREATE_EXCLUSIVE
-FIRST_READ = 4 * 2**20  # bytes asked for by a whole-value read before its size is known
+FIRST_READ = 4 * 2**20  # bytes (+1) asked for by a whole-value read before its size is known
 LIST_PAGE = 1000
+
+
+_LIVE: weakref.WeakSet = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    """Shut the librados handles of stores down before the interpreter exits: a process that
+    ends with a connected handle (e.g. a worker that unpickled a store) otherwise aborts in
+    librados's thread teardown ("terminate called without an active exception", SIGABRT or
+    SIGSEGV), seen with spawned writers in tests/test_arrays.py."""
+    for store in list(_LIVE):
+        try:
+            store.close()
+            store._cluster.close()
+        except Exception:  # noqa: BLE001 - exiting anyway
+            pass
 
 
 class StoreFullError(RamburstError):
@@ -68,6 +87,7 @@ class RadosStore(Store):
         self._io = None
         self._max_value: int | None = None
         self._first_read = FIRST_READ
+        self._batches: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # per event loop
         self.stats = {"reads": 0, "bytes_read": 0, "writes": 0, "bytes_written": 0}
 
     # -- identity, pickling ------------------------------------------------------------
@@ -105,6 +125,7 @@ class RadosStore(Store):
             io = self._cluster.ioctx(self.pool)
             io.set_namespace(self.namespace)
             self._io = io
+            _LIVE.add(self)
         return self._io
 
     @property
@@ -198,10 +219,10 @@ class RadosStore(Store):
             return await self._read(key, size - start, start) if size > start else b""
         offset = byte_range.offset if isinstance(byte_range, OffsetByteRequest) else 0
         if byte_range is not None and not isinstance(byte_range, OffsetByteRequest):
-            raise TypeError(f"unexpected byte_range, got {byte_range}")
-        # One round trip for a value up to the size of the largest seen so far; a longer one
-        # is finished with a stat and a second read.
-        want = self._first_read
+            raise TypeError(f"Unexpected byte_range, got {byte_range}")
+        # One round trip for a value up to the size of the largest seen so far (asking one byte
+        # more tells that it was all); a longer one is finished with a stat and a second read.
+        want = self._first_read + 1
         head = await self._read(key, want, offset)
         if head is None or len(head) < want:
             return head
@@ -269,12 +290,40 @@ class RadosStore(Store):
         await self._index_add(key)
 
     async def _index_add(self, key: str) -> None:
-        rv = await self._write_op(INDEX, lambda op: self.ioctx.set_omap(op, (key,), (b"",)), "index")
+        """Add `key` to the index once its value is stored. Keys of concurrent writes are sent
+        together (group commit): one omap update in flight per store and loop, the next one
+        carrying every key that arrived meanwhile, so the index costs far fewer operations
+        than values when zarr writes many chunks at once."""
+        loop = asyncio.get_running_loop()
+        state = self._batches.setdefault(loop, {"keys": None, "future": None, "flushing": False})
+        if state["keys"] is None:
+            state["keys"], state["future"] = [], loop.create_future()
+        state["keys"].append(key)
+        future = state["future"]
+        if not state["flushing"]:
+            state["flushing"] = True
+            loop.create_task(self._flush_index(state))
+        rv = await asyncio.shield(future)
         if rv < 0:
             # Keep the promise "every listed key has a value, nothing half-stored": the value
             # without its index entry is removed again, then the error is raised.
             await self._write_op(key, lambda op: op.remove(), "remove")
             raise _error(rv, f"index update for {key!r}")
+
+    async def _flush_index(self, state: dict) -> None:
+        try:
+            while state["keys"]:
+                keys, future = state["keys"], state["future"]
+                state["keys"], state["future"] = None, None
+                try:
+                    rv = await self._write_op(INDEX, lambda op, k=keys: self.ioctx.set_omap(op, k, [b""] * len(k)),
+                                              "index")
+                except BaseException as e:  # noqa: BLE001 - handed to every waiting writer
+                    future.set_exception(e)
+                    continue
+                future.set_result(rv)
+        finally:
+            state["flushing"] = False
 
     async def delete(self, key: str) -> None:
         self._check_writable()
