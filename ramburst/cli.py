@@ -168,8 +168,9 @@ def env(name, state_dir, config_file, as_json):
 @up_options
 @click.option("--grace", type=float, default=10.0, show_default=True,
               help="Seconds CMD gets to exit after SIGTERM before it is killed.")
+@click.option("--dashboard", is_flag=True, help="Serve the live dashboard for the job's lifetime (URL on stderr).")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def run(config_file, grace, command, mpi, **flags):
+def run(config_file, grace, command, mpi, dashboard, **flags):
     """Deploy, run COMMAND with the instance's environment, always remove; exit with COMMAND's status.
 
     With --mpi, every rank deploys its host, rank 0 runs COMMAND once all are ready, and every
@@ -178,7 +179,7 @@ def run(config_file, grace, command, mpi, **flags):
 
     comm = make_comm(mpi)
     config = make_config(config_file, **flags)
-    code = run_job(config, list(command), grace, comm=comm)
+    code = run_job(config, list(command), grace, comm=comm, dashboard=dashboard)
     sys.exit(code)
 
 
@@ -263,8 +264,10 @@ def entry() -> None:
 
 
 from .arrays.cli import array as _array_command  # noqa: E402 - feature commands register last
+from .dashboard.cli import dashboard as _dashboard_command  # noqa: E402
 
 main.add_command(_array_command)
+main.add_command(_dashboard_command)
 
 
 if __name__ == "__main__":

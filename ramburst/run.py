@@ -156,9 +156,10 @@ def supervise(command: list[str], env: dict, grace: float, comm, keep: set,
     return 128 - code if code < 0 else code
 
 
-def run(config: Config, command: list[str], grace: float = 10.0, comm=None, log=None) -> int:
+def run(config: Config, command: list[str], grace: float = 10.0, comm=None, log=None, dashboard: bool = False) -> int:
     """Deploy `config`, run `command` in the instance's environment (rank 0), end every process
-    it started, tear down on every rank, and return the exit code for every rank."""
+    it started, tear down on every rank, and return the exit code for every rank. `dashboard`:
+    rank 0 serves the live dashboard meanwhile (its URL in CMD's RAMBURST_DASHBOARD_URL)."""
     comm = comm or LocalComm()
     log = log or (lambda msg: print(f"ramburst: {msg}", file=sys.stderr, flush=True))
     prefix = f"rank {comm.rank}: " if comm.size > 1 else ""
@@ -167,8 +168,15 @@ def run(config: Config, command: list[str], grace: float = 10.0, comm=None, log=
         lifecycle.up(config, comm=comm)
         keep = {ident(p) for p in descendants(set())}  # the daemons `up` started
         code = 1
+        board = None
         try:
             env = {**os.environ, **status_mod.environment(config.instance_dir)}
+            if dashboard and comm.rank == 0:
+                from .dashboard import serve_instance
+
+                board = serve_instance(config.instance_dir)
+                env["RAMBURST_DASHBOARD_URL"] = board.url
+                log(f"dashboard: {board.url}")
             code = supervise(command, env, grace, comm, keep, stop, lambda m: log(prefix + m))
             left = sweep(keep, grace if stop.agreed is None else 1.0)
             if left:
@@ -176,6 +184,8 @@ def run(config: Config, command: list[str], grace: float = 10.0, comm=None, log=
         finally:
             for s in (signal.SIGINT, signal.SIGTERM):  # the teardown is not interrupted
                 signal.signal(s, signal.SIG_IGN)
+            if board is not None:
+                board.stop()
             lifecycle.down(config.instance_dir, comm=comm)
         if stop.agreed is not None:
             log(prefix + f"stopped by signal {stop.agreed}; everything removed, exit {code}")

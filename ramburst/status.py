@@ -45,7 +45,11 @@ def local_label(state: InstanceState) -> str:
     return next((h.label for h in state.hosts() if h.address in addresses), "h0")
 
 
-def collect(state_dir: Path, timeout: float = 5) -> dict:
+def collect(state_dir: Path, timeout: float = 5, admin=None) -> dict:
+    """The report `status` prints. `admin`: a connected client to reuse (anything with
+    AdminClient's `command`), e.g. the dashboard's one connection; else one is opened here."""
+    from contextlib import nullcontext
+
     state = InstanceState(state_dir)
     inst = state.instance()
     if inst is None:
@@ -65,7 +69,7 @@ def collect(state_dir: Path, timeout: float = 5) -> dict:
         report["error"] = "the monitor is not running or not answering"
         return report
     try:
-        with AdminClient(Path(inst.conf), timeout=timeout) as admin:
+        with nullcontext(admin) if admin is not None else AdminClient(Path(inst.conf), timeout=timeout) as admin:
             st = admin.command("status", timeout=timeout)
             report["health"] = st["health"]["status"]
             report["checks"] = {k: v["summary"]["message"] for k, v in st["health"].get("checks", {}).items()}
