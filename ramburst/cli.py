@@ -262,5 +262,9 @@ def entry() -> None:
     sys.exit(cli())
 
 
+from .stage.cli import stage as _stage  # noqa: E402 - data-layer commands register last
+
+main.add_command(_stage)
+
 if __name__ == "__main__":
     entry()
