@@ -168,8 +168,13 @@ def env(name, state_dir, config_file, as_json):
 @up_options
 @click.option("--grace", type=float, default=10.0, show_default=True,
               help="Seconds CMD gets to exit after SIGTERM before it is killed.")
+@click.option("--stage-in", "stage_in", multiple=True, type=click.Path(path_type=Path),
+              help="Copy this file or folder into the instance before CMD (repeatable; see `stage in`).")
+@click.option("--stage-out", "stage_out", type=click.Path(path_type=Path),
+              help="Copy the instance's data to this folder after CMD, also on a time limit, before down.")
+@click.option("--stage-to", help="Where --stage-in puts data and --stage-out reads it (default: fs:/ or pool:).")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def run(config_file, grace, command, mpi, **flags):
+def run(config_file, grace, command, mpi, stage_in, stage_out, stage_to, **flags):
     """Deploy, run COMMAND with the instance's environment, always remove; exit with COMMAND's status.
 
     With --mpi, every rank deploys its host, rank 0 runs COMMAND once all are ready, and every
@@ -178,7 +183,11 @@ def run(config_file, grace, command, mpi, **flags):
 
     comm = make_comm(mpi)
     config = make_config(config_file, **flags)
-    code = run_job(config, list(command), grace, comm=comm)
+    for src in stage_in:
+        if not src.exists() and not src.is_symlink():
+            raise UsageError(f"--stage-in {src}: no such file or folder")
+    code = run_job(config, list(command), grace, comm=comm, stage_in=list(stage_in), stage_out=stage_out,
+                   stage_to=stage_to)
     sys.exit(code)
 
 

@@ -84,3 +84,29 @@ def stage_out(cluster, dest, source: str | None = None, *, comm=None, delete: bo
     name = "out-" + hashlib.sha1(str(dest).encode()).hexdigest()[:12]
     rep = _reporter(cluster, "out", str(dest), comm, progress, dry_run)
     return _run(Stage("out", src, Tree(dest), src, name, comm, opt, rep), check)
+
+
+def for_job(state_dir, direction: str, paths, spec: str | None, comm, log) -> bool:
+    """`ramburst run --stage-in/--stage-out`: stage on every rank, one log line, never raise."""
+    from ..api import Cluster
+
+    if comm is not None and comm.rank != 0:
+        log = lambda msg: None  # noqa: E731 - rank 0 speaks for the job
+    cluster = None
+    try:
+        cluster = Cluster(state_dir)
+        if direction == "in":
+            s = stage_in(cluster, paths, spec, comm=comm, check=False)
+        else:
+            s = stage_out(cluster, paths, spec, comm=comm, check=False)
+    except Exception as e:  # noqa: BLE001 - the job goes on to its teardown whatever happened
+        log(f"stage {direction} failed: {e}")
+        return False
+    finally:
+        if cluster is not None:
+            cluster.close()
+    for err in s["errors"]:
+        log(f"stage {direction}: {err}")
+    log(f"staged {direction} {s['files']} file(s), {s['bytes'] / 2**20:.1f} MiB in {s['seconds']:.1f} s: "
+        f"{s['source']} -> {s['target']}" + (f" ({len(s['errors'])} problem(s))" if s["errors"] else ""))
+    return not s["errors"]
