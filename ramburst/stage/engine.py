@@ -129,8 +129,13 @@ class Rank:
     def flush(self) -> None:
         with self.lock:
             lines, self.pending = self.pending, []
-        if lines:
+        if not lines:
+            return
+        try:
             self.keeper.state_append(self.state_name, self.tag, "".join(x + "\n" for x in lines))
+        except Exception as e:  # noqa: BLE001 - e.g. a full store: these extents are copied again next time
+            if self.fatal is None:
+                self.fatal = f"{type(e).__name__}: {e}"
 
     def take_unsent(self) -> tuple[int, int]:
         with self.lock:
