@@ -238,7 +238,7 @@ def test_item_full_store_mid_stage_fails_cleanly(tmp_path):
         src.mkdir(parents=True)
         (src / "b00").write_bytes(os.urandom(80 * MiB))
         (src / "s00").write_bytes(os.urandom(16 * MiB))
-        for i in range(1, 12):   # hard links: 1.4 GiB to stage, 96 MiB on disk
+        for i in range(1, 30):   # hard links: 2.8 GiB to stage (3x the store), 96 MiB on disk
             os.link(src / "b00", src / f"b{i:02d}")
         for i in range(1, 30):
             os.link(src / "s00", src / f"s{i:02d}")

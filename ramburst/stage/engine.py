@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-from array import array
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
@@ -50,54 +49,87 @@ class Plan:
     uploads: dict = field(default_factory=dict)
 
 
-# -- the shared counter ------------------------------------------------------------------------
-SLOTS = 4  # next item, bytes done, files done, ranks finished
+# -- handing out work ----------------------------------------------------------------------------
+TAG_ASK, TAG_GIVE = 7301, 7302
+BALANCE = 1.03  # no rank takes more than 3 % over an equal byte share while another could take it
 
 
-class LocalShared:
-    def __init__(self):
-        self.vals = [0] * SLOTS
-        self.lock = threading.Lock()
+class Dispatcher:
+    """Rank 0's main thread hands out item numbers, one at a time, to whichever rank asks first
+    (so a faster rank takes more, and a large file's extents spread over the ranks), and sums
+    the progress each request carries. Plain point-to-point messages polled by rank 0: an MPI
+    RMA counter (Win.Fetch_and_op) was tried first, but passive-target RMA only progresses when
+    the target enters MPI, and with Open MPI 4.1 over TCP osc/rdma failed (MPI_ERR_WIN), osc/ucx
+    hung and osc/pt2pt starved the other ranks (rank 0 did 80 % of the work)."""
 
-    def add(self, slot: int, n: int) -> int:
-        with self.lock:
-            old = self.vals[slot]
-            self.vals[slot] += n
-            return old
+    def __init__(self, comm, sizes: list[int]):
+        self.comm, self.sizes = comm, sizes
+        self.next = 0
+        self.bytes = self.files = 0
+        self.finished = 0          # other ranks that are done
+        self.aborted = False
+        self.taken = [0] * comm.size
+        self.stopped = [False] * comm.size
+        self.cap = BALANCE * sum(sizes) / comm.size
 
-    def read(self) -> list[int]:
-        return list(self.vals)
+    def take(self, who: int = 0) -> int | None:
+        """The next item for rank `who`, unless it already holds its byte share (plus BALANCE)
+        and another rank still working could take the item within its own share."""
+        if self.aborted or self.next >= len(self.sizes):
+            self.stopped[who] = True
+            return None
+        size = self.sizes[self.next]
+        if self.comm.size > 1 and self.taken[who] + size > self.cap and any(
+                not self.stopped[r] and self.taken[r] + size <= self.cap for r in range(self.comm.size) if r != who):
+            self.stopped[who] = True
+            return None
+        self.taken[who] += size
+        self.next += 1
+        return self.next - 1
 
-    def free(self) -> None:
-        pass
-
-
-class MpiShared:
-    """Four int64 on rank 0, reached by every rank with passive-target RMA (no collective per item)."""
-
-    def __init__(self, comm):
+    def serve(self) -> None:
+        if self.comm.size == 1:
+            return
         from mpi4py import MPI
 
-        self.MPI = MPI
-        self.win = MPI.Win.Allocate(SLOTS * 8 if comm.rank == 0 else 0, 8, comm=comm.comm)
-        if comm.rank == 0:
-            self.win.Lock(0, MPI.LOCK_EXCLUSIVE)
-            self.win.Put([array("q", [0] * SLOTS), MPI.INT64_T], 0)
-            self.win.Unlock(0)
-        comm.barrier()
+        c, status = self.comm.comm, MPI.Status()
+        while c.Iprobe(source=MPI.ANY_SOURCE, tag=TAG_ASK, status=status):
+            ask, nbytes, files, fatal, done = c.recv(source=status.Get_source(), tag=TAG_ASK)
+            self.bytes += nbytes
+            self.files += files
+            self.aborted = self.aborted or fatal
+            if done:
+                self.finished += 1
+                self.stopped[status.Get_source()] = True
+            else:
+                c.send(self.take(status.Get_source()) if ask else None, dest=status.Get_source(), tag=TAG_GIVE)
 
-    def add(self, slot: int, n: int) -> int:
-        res = array("q", [0])
-        self.win.Lock(0, self.MPI.LOCK_SHARED)
-        self.win.Fetch_and_op([array("q", [n]), self.MPI.INT64_T], [res, self.MPI.INT64_T], 0, slot, self.MPI.SUM)
-        self.win.Unlock(0)
-        return res[0]
+    def drain(self, rank, tick) -> None:
+        """Rank 0, its own share done: serve the others until every rank is done."""
+        last = 0.0
+        while self.finished < self.comm.size - 1:
+            self.serve()
+            if time.monotonic() - last > 0.5:
+                last = time.monotonic()
+                _report(self, rank, tick)
+            time.sleep(0.002)
+        _report(self, rank, tick)
 
-    def read(self) -> list[int]:
-        return [self.add(s, 0) for s in range(SLOTS)]
 
-    def free(self) -> None:
-        self.win.Free()
+class Asker:
+    """A rank other than 0: ask rank 0 for the next item, reporting progress on the way."""
+
+    def __init__(self, comm, rank):
+        self.comm, self.rank = comm, rank
+
+    def take(self) -> int | None:
+        nbytes, files = self.rank.take_unsent()
+        self.comm.comm.send((True, nbytes, files, self.rank.fatal is not None, False), dest=0, tag=TAG_ASK)
+        return self.comm.comm.recv(source=0, tag=TAG_GIVE)
+
+    def done(self) -> None:
+        nbytes, files = self.rank.take_unsent()
+        self.comm.comm.send((False, nbytes, files, self.rank.fatal is not None, True), dest=0, tag=TAG_ASK)
 
 
 # -- one rank's side of a phase ------------------------------------------------------------------
@@ -142,6 +174,13 @@ class Rank:
             out, self.unsent = tuple(self.unsent), [0, 0]
         return out
 
+    def check(self, finished) -> None:
+        """The first exception of a work item ends this rank's share (the others are told)."""
+        for f in finished:
+            if f.exception() is not None and self.fatal is None:
+                err = f.exception()
+                self.fatal = f"{type(err).__name__}: {err}"
+
     def retry(self, fn, *args):
         for attempt in range(3):
             try:
@@ -154,53 +193,51 @@ class Rank:
                 time.sleep(0.5 * (attempt + 1))
 
 
-def run_phase(items: list, fn, comm, rank: Rank, threads: int, tick=None) -> None:
-    """Take items from the shared counter until none is left; `tick(shared)` runs about every second on rank 0."""
-    shared = MpiShared(comm) if comm.size > 1 else LocalShared()
+def run_phase(items: list, sizes: list[int], fn, comm, rank: Rank, threads: int, tick=None) -> None:
+    """Run items until none is left on any rank; `tick(bytes, files)` runs about twice a second on rank 0."""
+    boss = Dispatcher(comm, sizes) if comm.rank == 0 else None
+    source = boss if boss is not None else Asker(comm, rank)
     inflight: set = set()
     exhausted, last = False, 0.0
     try:
         with ThreadPoolExecutor(threads) as pool:
             while True:
                 while not exhausted and rank.fatal is None and len(inflight) < threads:
-                    i = shared.add(0, 1)
-                    if i >= len(items):
+                    i = source.take()
+                    if i is None:
                         exhausted = True
                     else:
                         inflight.add(pool.submit(fn, items[i]))
+                if boss is not None:
+                    boss.serve()
+                    if rank.fatal is not None:
+                        boss.aborted = True
                 if not inflight:
                     break
-                finished, inflight = wait(inflight, timeout=0.25, return_when=FIRST_COMPLETED)
-                for f in finished:
-                    if f.exception() is not None and rank.fatal is None:
-                        err = f.exception()
-                        rank.fatal = f"{type(err).__name__}: {err}"
-                        shared.add(0, len(items) + 1)  # no rank takes another item
+                finished, inflight = wait(inflight, timeout=0.002 if boss is not None else 0.25,
+                                          return_when=FIRST_COMPLETED)
+                rank.check(finished)
                 if time.monotonic() - last > 0.5:
                     last = time.monotonic()
                     rank.flush()
-                    _report(shared, rank, tick)
+                    _report(boss, rank, tick)
         rank.flush()
-        _report(shared, rank, tick)
-        shared.add(3, 1)
-        while tick is not None and comm.rank == 0 and shared.read()[3] < comm.size:
-            time.sleep(0.5)
-            tick(shared.read())
-        if tick is not None and comm.rank == 0:
-            tick(shared.read())
+        if boss is None:
+            source.done()
+            return
+        boss.drain(rank, tick)
     finally:
         rank.flush()
-        shared.free()
 
 
-def _report(shared, rank: Rank, tick) -> None:
-    b, f = rank.take_unsent()
-    if b:
-        shared.add(1, b)
-    if f:
-        shared.add(2, f)
-    if tick is not None and rank.comm.rank == 0:
-        tick(shared.read())
+def _report(boss, rank: Rank, tick) -> None:
+    if boss is None:
+        return
+    nbytes, files = rank.take_unsent()
+    boss.bytes += nbytes
+    boss.files += files
+    if tick is not None:
+        tick(boss.bytes, boss.files)
 
 
 # -- planning ----------------------------------------------------------------------------------------
@@ -372,6 +409,10 @@ class Stage:
                     bad.append(f"{e.rel}: {why}")
             rank.note("", n, 1 if k == 0 else 0)
 
+    def item_sizes(self, plan: Plan, items: list[tuple]) -> list[int]:
+        return [plan.entries[it[1]].span(it[2], self.opt.extent)[1] if it[0] == "x"
+                else sum(plan.entries[i].size for i in it[1]) for it in items]
+
     def verify_items(self, plan: Plan) -> list[tuple]:
         items, batch = [], []
         for idx, e in enumerate(plan.entries):
@@ -401,8 +442,9 @@ class Stage:
         rep = self.reporter if comm.rank == 0 else None
         if rep:
             rep.start(plan.bytes_total, plan.files_total)
-        tick = (lambda v: rep.update(v[1], v[2])) if rep else None
-        run_phase(plan.items, lambda it: self.copy_item(plan, rank, it), comm, rank, self.opt.threads, tick)
+        tick = rep.update if rep else None
+        run_phase(plan.items, self.item_sizes(plan, plan.items), lambda it: self.copy_item(plan, rank, it), comm,
+                  rank, self.opt.threads, tick)
         gathered = comm.allgather((rank.records, rank.errors, rank.fatal, rank.bytes, rank.retries, rank.extents))
         records = [r for g in gathered for r in g[0]]
         errors = plan.errors + [e for g in gathered for e in g[1]]
@@ -429,9 +471,10 @@ class Stage:
         vrank = Rank(self.keeper, self.state_name, self.comm)
         if rep:
             rep.phase("verify", sum(e.size for e in plan.entries if e.kind == "f"))
-        tick = (lambda v: rep.update(v[1], v[2])) if rep else None
-        run_phase(self.verify_items(plan), lambda it: self.verify_item(plan, vrank, bad, it), self.comm, vrank,
-                  self.opt.threads, tick)
+        tick = rep.update if rep else None
+        items = self.verify_items(plan)
+        run_phase(items, self.item_sizes(plan, items), lambda it: self.verify_item(plan, vrank, bad, it), self.comm,
+                  vrank, self.opt.threads, tick)
         if vrank.fatal:
             bad.append(f"verify failed on rank {self.comm.rank}: {vrank.fatal}")
         return [b for g in self.comm.allgather(bad) for b in g]
