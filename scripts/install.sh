@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(ceph-mon ceph-mgr ceph-osd ceph-mds radosgw ceph-fuse ceph-common python3-rados python3-cephfs
               python3-venv python3-dev iproute2 procps psmisc fuse3
-              openmpi-bin libopenmpi-dev s3cmd fio
+              openmpi-bin libopenmpi-dev s3cmd fio rsync parallel
               slurm-wlm slurmctld slurmd slurm-client munge)   # Slurm: the test cluster (tests/slurm.py)
 
 missing=()
@@ -31,7 +31,7 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys; sys.exit(0 if
     "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e '.[test,mpi]'
+.venv/bin/python -m pip install -q -e '.[test,mpi,stage]'
 .venv/bin/python -c 'from ramburst.ceph.admin import load_rados; load_rados()' \
     || { echo "install.sh: the python rados binding does not load in .venv" >&2; exit 1; }
 echo "install.sh: ready: $(pwd)/.venv/bin/ramburst" >&2

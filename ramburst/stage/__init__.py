@@ -23,6 +23,10 @@ __all__ = ["stage_in", "stage_out", "StageError", "EXTENT"]
 
 
 def _options(extent: int, threads: int, verify: bool, dry_run: bool, delete: bool = False) -> Options:
+    from . import model
+
+    if model.xxhash is None:
+        raise UsageError("ramburst stage needs xxhash: pip install 'ramburst[stage]'")
     if not 2**20 <= extent <= 64 * 2**20:
         raise UsageError(f"extent size {extent} bytes: must be 1 MiB to 64 MiB")
     if threads < 1:

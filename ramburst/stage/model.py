@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
-import xxhash
+try:
+    import xxhash
+except ImportError:  # the `stage` extra; stage_in/stage_out say so before doing anything
+    xxhash = None
 
 EXTENT = 32 * 2**20      # RADOS takes writes up to osd_max_write_size (90 MiB); 32 MiB keeps 8 in flight cheap
 BATCH_FILES = 64         # small files per work item: fewer counter round trips, still fine-grained
