@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -289,3 +290,20 @@ def test_item_run_time_limit_stages_out_before_down(tmp_path):
     assert snapshot(dest / "tree") == snapshot(tree)
     assert err.index("staged out") < err.index("everything removed"), err
     assert_nothing_left(name, state)
+
+
+def test_item_delete_mirrors_deletions_only_when_asked(inst, tmp_path):
+    state, mnt = inst
+    tree = make_tree(tmp_path / "src")
+    summary(stage(state, "in", tree, "--to", "fs:/del", "--json"))
+    dest = tmp_path / "dest"
+    summary(stage(state, "out", dest, "--from", "fs:/del", "--json"))
+    (mnt / "del" / "tree" / "sub" / "s1.dat").unlink()     # the job removed a file and a folder
+    shutil.rmtree(mnt / "del" / "tree" / "sub" / "deep")
+    dry = summary(stage(state, "out", dest, "--from", "fs:/del", "--delete", "--dry-run", "--json"))
+    assert dry["bytes_total"] == 0 and (dest / "tree" / "sub" / "s1.dat").exists()
+    kept = summary(stage(state, "out", dest, "--from", "fs:/del", "--json"))
+    assert "deleted" not in kept and (dest / "tree" / "sub" / "s1.dat").exists()
+    gone = summary(stage(state, "out", dest, "--from", "fs:/del", "--delete", "--json"))
+    assert sorted(gone["deleted"]) == ["tree/sub/deep", "tree/sub/deep/x.txt", "tree/sub/s1.dat"]
+    assert snapshot(dest / "tree") == snapshot(mnt / "del" / "tree")

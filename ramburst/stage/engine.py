@@ -499,6 +499,8 @@ class Stage:
             elif self.opt.delete:
                 keep = {e.rel for e in plan.entries}
                 out["deleted"] = self.target.remove_extra(keep)
+                for e in sorted((e for e in plan.entries if e.kind == "d"), key=lambda e: -e.rel.count("/")):
+                    self.target.put_other(e)  # removing changed the folders' mtimes
             return out
 
         out = self.comm.agree("stage close", close if self.comm.rank == 0 else None) or {}
