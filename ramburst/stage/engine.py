@@ -296,7 +296,7 @@ class Stage:
     def plan(self) -> Plan:
         def build():
             plan = make_plan(self.source, self.keeper, self.state_name, self.opt.extent)
-            free = self.target.free_bytes()
+            free = self.target.free_bytes() if self.direction == "out" else None  # in: the store says when full
             if free is not None and plan.bytes_total > free:
                 raise UsageError(f"{self.target.label}: needs {plan.bytes_total / 2**20:.1f} MiB, "
                                  f"only {free / 2**20:.1f} MiB free")
