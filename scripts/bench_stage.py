@@ -31,7 +31,8 @@ PEERS = {
     "cp -r": "cp -r {src} {dst}/",
     "rsync -a": "rsync -a {src} {dst}/",
     "tar | tar": "tar -C {parent} -cf - {name} | tar -C {dst} -xf -",
-    "parallel + cp": "cd {parent} && find {name} -type f | parallel -j 8 cp --parents {{}} {dst}/",
+    "parallel + cp": "cd {parent} && find {name} -type d | (cd {dst} && xargs mkdir -p) && "
+                     "find {name} -type f | parallel -j 8 cp {{}} {dst}/{{}}",
 }
 
 
