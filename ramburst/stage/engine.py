@@ -1,8 +1,8 @@
 """The copy: plan on rank 0, copy extents on every rank, make files final, read everything back.
 
-Work is handed out by one shared counter (an MPI RMA window on rank 0, `Fetch_and_op`), so a
-fast rank takes more and a large file is split across ranks; within a rank a thread pool keeps
-`threads` requests in flight. MPI calls stay on each rank's main thread. Every written extent
+Work is handed out one item at a time by rank 0 to whichever rank asks (Dispatcher), so a
+large file is split across ranks and no rank runs far ahead of an equal byte share; within a
+rank a thread pool keeps `threads` requests in flight. MPI calls stay on each rank's main thread. Every written extent
 is journaled (with its xxh3) in the cluster beside the data, so a re-run after `kill -9`
 copies only what is missing or changed; the verify pass reads the destination back and
 compares sizes and hashes, so a truncated or corrupted destination fails the stage.
