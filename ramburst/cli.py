@@ -169,8 +169,13 @@ def env(name, state_dir, config_file, as_json):
 @click.option("--grace", type=float, default=10.0, show_default=True,
               help="Seconds CMD gets to exit after SIGTERM before it is killed.")
 @click.option("--dashboard", is_flag=True, help="Serve the live dashboard for the job's lifetime (URL on stderr).")
+@click.option("--stage-in", "stage_in", multiple=True, type=click.Path(path_type=Path),
+              help="Copy this file or folder into the instance before CMD (repeatable; see `stage in`).")
+@click.option("--stage-out", "stage_out", type=click.Path(path_type=Path),
+              help="Copy the instance's data to this folder after CMD, also on a time limit, before down.")
+@click.option("--stage-to", help="Where --stage-in puts data and --stage-out reads it (default: fs:/ or pool:).")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def run(config_file, grace, command, mpi, dashboard, **flags):
+def run(config_file, grace, command, mpi, dashboard, stage_in, stage_out, stage_to, **flags):
     """Deploy, run COMMAND with the instance's environment, always remove; exit with COMMAND's status.
 
     With --mpi, every rank deploys its host, rank 0 runs COMMAND once all are ready, and every
@@ -179,7 +184,11 @@ def run(config_file, grace, command, mpi, dashboard, **flags):
 
     comm = make_comm(mpi)
     config = make_config(config_file, **flags)
-    code = run_job(config, list(command), grace, comm=comm, dashboard=dashboard)
+    for src in stage_in:
+        if not src.exists() and not src.is_symlink():
+            raise UsageError(f"--stage-in {src}: no such file or folder")
+    code = run_job(config, list(command), grace, comm=comm, stage_in=list(stage_in), stage_out=stage_out,
+                   stage_to=stage_to, dashboard=dashboard)
     sys.exit(code)
 
 
@@ -265,10 +274,11 @@ def entry() -> None:
 
 from .arrays.cli import array as _array_command  # noqa: E402 - feature commands register last
 from .dashboard.cli import dashboard as _dashboard_command  # noqa: E402
+from .stage.cli import stage as _stage_command  # noqa: E402
 
 main.add_command(_array_command)
 main.add_command(_dashboard_command)
-
+main.add_command(_stage_command)
 
 if __name__ == "__main__":
     entry()

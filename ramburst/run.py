@@ -156,10 +156,13 @@ def supervise(command: list[str], env: dict, grace: float, comm, keep: set,
     return 128 - code if code < 0 else code
 
 
-def run(config: Config, command: list[str], grace: float = 10.0, comm=None, log=None, dashboard: bool = False) -> int:
+def run(config: Config, command: list[str], grace: float = 10.0, comm=None, log=None, dashboard: bool = False,
+        stage_in: list | None = None, stage_out=None, stage_to: str | None = None) -> int:
     """Deploy `config`, run `command` in the instance's environment (rank 0), end every process
     it started, tear down on every rank, and return the exit code for every rank. `dashboard`:
-    rank 0 serves the live dashboard meanwhile (its URL in CMD's RAMBURST_DASHBOARD_URL)."""
+    rank 0 serves the live dashboard meanwhile (its URL in CMD's RAMBURST_DASHBOARD_URL). With
+    `stage_in`/`stage_out` (ramburst.stage), data is copied in before CMD and out after it,
+    also after a stop signal (inside the scheduler's grace), always before the teardown."""
     comm = comm or LocalComm()
     log = log or (lambda msg: print(f"ramburst: {msg}", file=sys.stderr, flush=True))
     prefix = f"rank {comm.rank}: " if comm.size > 1 else ""
@@ -177,10 +180,15 @@ def run(config: Config, command: list[str], grace: float = 10.0, comm=None, log=
                 board = serve_instance(config.instance_dir)
                 env["RAMBURST_DASHBOARD_URL"] = board.url
                 log(f"dashboard: {board.url}")
-            code = supervise(command, env, grace, comm, keep, stop, lambda m: log(prefix + m))
-            left = sweep(keep, grace if stop.agreed is None else 1.0)
-            if left:
-                log(prefix + f"ended {len(left)} process(es) CMD left running: {'; '.join(left)[:300]}")
+            if stage_in or stage_out:
+                from .stage import for_job
+            if not stage_in or for_job(config.instance_dir, "in", stage_in, stage_to, comm, log):
+                code = supervise(command, env, grace, comm, keep, stop, lambda m: log(prefix + m))
+                left = sweep(keep, grace if stop.agreed is None else 1.0)
+                if left:
+                    log(prefix + f"ended {len(left)} process(es) CMD left running: {'; '.join(left)[:300]}")
+                if stage_out and not for_job(config.instance_dir, "out", stage_out, stage_to, comm, log):
+                    code = code or 1
         finally:
             for s in (signal.SIGINT, signal.SIGTERM):  # the teardown is not interrupted
                 signal.signal(s, signal.SIG_IGN)

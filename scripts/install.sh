@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(ceph-mon ceph-mgr ceph-osd ceph-mds radosgw ceph-fuse ceph-common python3-rados python3-cephfs
               python3-venv python3-dev iproute2 procps psmisc fuse3
-              openmpi-bin libopenmpi-dev s3cmd fio
+              openmpi-bin libopenmpi-dev s3cmd fio rsync parallel   # rsync, parallel: the stage bench's peers
               slurm-wlm slurmctld slurmd slurm-client munge   # Slurm: the test cluster (tests/slurm.py)
               chromium)   # the dashboard's browser tests (Playwright drives it; no browser download)
 

@@ -181,7 +181,9 @@ def render_conf(plan: Plan, layout: Layout) -> str:
                 s["mds data"] = layout.data(host.label, d.name)
             elif d.kind == "rgw":
                 s.update({
-                    "rgw frontends": f"beast endpoint={host.address}:{plan.rgw_port}",
+                    # tcp_nodelay: without it a small GET waited out the client's 40 ms delayed
+                    # ACK (Nagle): 178 GETs/s of 4 KiB with 8 in flight, 1,043 with it
+                    "rgw frontends": f"beast endpoint={host.address}:{plan.rgw_port} tcp_nodelay=1",
                     "rgw data": layout.data(host.label, d.name),
                     "log file": layout.log(d.name),
                     # Start-up: no usage log, lifecycle runs rarely.

@@ -1,0 +1,116 @@
+"""Stage-in and stage-out: a job's data into the RAM cluster and back, parallel, verified, resumable.
+
+    import ramburst
+    from ramburst.stage import stage_in, stage_out
+    cluster = ramburst.attach("job")
+    stage_in(cluster, ["/scratch/input"], to="pool:input")
+    stage_out(cluster, "/scratch/results", source="fs:/out")
+"""
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+
+from ..errors import UsageError
+from ..layout import Layout
+from .engine import Options, Stage, StageError
+from .model import EXTENT
+from .progress import Reporter
+from .stores import Sources, Tree, cluster_store, default_spec
+
+__all__ = ["stage_in", "stage_out", "StageError", "EXTENT"]
+
+
+def _options(extent: int, threads: int, verify: bool, dry_run: bool, delete: bool = False) -> Options:
+    from . import model
+
+    if model.xxhash is None:
+        raise UsageError("ramburst stage needs xxhash: pip install 'ramburst[stage]'")
+    if not 2**20 <= extent <= 64 * 2**20:
+        raise UsageError(f"extent size {extent} bytes: must be 1 MiB to 64 MiB")
+    if threads < 1:
+        raise UsageError("threads must be at least 1")
+    return Options(extent=extent, threads=threads, verify=verify, dry_run=dry_run, delete=delete)
+
+
+def _check_s3_extent(spec: str, opt: Options) -> None:
+    if spec.startswith("s3://") and opt.extent < 5 * 2**20:
+        raise UsageError(f"{spec}: S3 multipart parts are at least 5 MiB: use an extent of 5 MiB or more")
+
+
+def _run(stage: Stage, check: bool) -> dict:
+    summary = stage.run()
+    if check and summary.get("errors"):
+        raise StageError(f"stage {stage.direction}: {len(summary['errors'])} problem(s): "
+                         + "; ".join(summary["errors"][:5]))
+    return summary
+
+
+def _reporter(cluster, direction: str, label: str, comm, progress: bool, dry_run: bool) -> Reporter | None:
+    if dry_run or (comm is not None and comm.rank != 0):
+        return None
+    return Reporter(direction, label, Layout(cluster.state_dir).stage_progress, progress and sys.stderr.isatty())
+
+
+def stage_in(cluster, srcs, to: str | None = None, *, comm=None, extent: int = EXTENT, threads: int = 8,
+             verify: bool = True, dry_run: bool = False, progress: bool = False, check: bool = True) -> dict:
+    """Copy SRC files/folders into the instance (fs:PATH, pool:PREFIX or s3://BUCKET/PREFIX); each SRC
+    lands under its own name. Returns the summary; raises StageError if anything was not staged."""
+    paths = [Path(s).absolute() for s in srcs]
+    if not paths:
+        raise UsageError("stage in: no SRC given")
+    for p in paths:
+        if not p.exists() and not p.is_symlink():
+            raise UsageError(f"{p}: no such file or folder")
+    opt = _options(extent, threads, verify, dry_run)
+    spec = to or default_spec(cluster)
+    _check_s3_extent(spec, opt)
+    target = cluster_store(cluster, spec)
+    rep = _reporter(cluster, "in", target.label, comm, progress, dry_run)
+    return _run(Stage("in", Sources(paths), target, target, "in", comm, opt, rep), check)
+
+
+def stage_out(cluster, dest, source: str | None = None, *, comm=None, delete: bool = False,
+              extent: int = EXTENT, threads: int = 8, verify: bool = True, dry_run: bool = False,
+              progress: bool = False, check: bool = True) -> dict:
+    """Copy the instance's data (default: its fs mount, else its pool) to the folder DEST, verified.
+    The journal lives beside the source in the cluster, so a re-run copies only the rest."""
+    dest = Path(dest).absolute()
+    if dest.exists() and not dest.is_dir():
+        raise UsageError(f"{dest}: exists and is not a folder")
+    if not dest.parent.is_dir():
+        raise UsageError(f"{dest.parent}: no such folder")
+    opt = _options(extent, threads, verify, dry_run, delete)
+    spec = source or default_spec(cluster)
+    _check_s3_extent(spec, opt)
+    src = cluster_store(cluster, spec)
+    name = "out-" + hashlib.sha1(str(dest).encode()).hexdigest()[:12]
+    rep = _reporter(cluster, "out", str(dest), comm, progress, dry_run)
+    return _run(Stage("out", src, Tree(dest), src, name, comm, opt, rep), check)
+
+
+def for_job(state_dir, direction: str, paths, spec: str | None, comm, log) -> bool:
+    """`ramburst run --stage-in/--stage-out`: stage on every rank, one log line, never raise."""
+    from ..api import Cluster
+
+    if comm is not None and comm.rank != 0:
+        log = lambda msg: None  # noqa: E731 - rank 0 speaks for the job
+    cluster = None
+    try:
+        cluster = Cluster(state_dir)
+        if direction == "in":
+            s = stage_in(cluster, paths, spec, comm=comm, check=False)
+        else:
+            s = stage_out(cluster, paths, spec, comm=comm, check=False)
+    except Exception as e:  # noqa: BLE001 - the job goes on to its teardown whatever happened
+        log(f"stage {direction} failed: {e}")
+        return False
+    finally:
+        if cluster is not None:
+            cluster.close()
+    for err in s["errors"]:
+        log(f"stage {direction}: {err}")
+    log(f"staged {direction} {s['files']} file(s), {s['bytes'] / 2**20:.1f} MiB in {s['seconds']:.1f} s: "
+        f"{s['source']} -> {s['target']}" + (f" ({len(s['errors'])} problem(s))" if s["errors"] else ""))
+    return not s["errors"]

@@ -1,0 +1,82 @@
+"""`ramburst stage in SRC... [--to T]` and `ramburst stage out [--from T] DEST`."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from ..config import parse_size
+
+
+def common(f):
+    for o in reversed([
+        click.option("--name", help="Instance name (default: default)."),
+        click.option("--state-dir", type=click.Path(path_type=Path), help="The instance's state folder."),
+        click.option("--mpi", is_flag=True, help="Every MPI rank of the job copies a share (run under mpirun/srun)."),
+        click.option("--extent", default="32M", show_default=True,
+                     help="Large files are cut into extents of this size (1M to 64M), hashed and copied in parallel."),
+        click.option("--threads", type=click.IntRange(1, 256), default=8, show_default=True,
+                     help="Requests in flight per rank."),
+        click.option("--no-verify", is_flag=True, help="Skip reading the destination back (not recommended)."),
+        click.option("--dry-run", is_flag=True, help="Say what would be copied; change nothing."),
+        click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout."),
+    ]):
+        f = o(f)
+    return f
+
+
+@click.group()
+def stage():
+    """Move a job's data into the instance and back: parallel, verified (xxh3), resumable."""
+
+
+def _go(fn, name, state_dir, mpi, as_json, **kw) -> None:
+    from ..api import attach
+    from ..cli import make_comm
+
+    comm = make_comm(mpi)
+    cluster = attach(name or "default", state_dir.absolute() if state_dir else None)
+    summary = fn(cluster, comm=comm, extent=parse_size(kw.pop("extent")), verify=not kw.pop("no_verify"),
+                 progress=not as_json, check=False, **kw)
+    if comm is not None and comm.rank != 0:
+        sys.exit(1 if summary.get("errors") else 0)
+    if as_json:
+        click.echo(json.dumps(summary, indent=1))
+    elif summary["dry_run"]:
+        click.echo(f"would copy {summary['files_total']} file(s), {summary['bytes_total'] / 2**20:.1f} MiB "
+                   f"({summary['skipped_files']} already staged and unchanged)")
+    else:
+        click.echo(f"ramburst: staged {summary['direction']} {summary['files']} file(s), "
+                   f"{summary['bytes'] / 2**20:.1f} MiB in {summary['seconds']:.1f} s ({summary['mb_s']} MB/s); "
+                   f"{summary['skipped_files']} unchanged file(s) skipped; {summary['source']} -> {summary['target']}",
+                   err=True)
+    for e in summary.get("errors", []):
+        click.echo(f"ramburst: error: {e}", err=True)
+    if summary.get("errors"):
+        sys.exit(1)
+
+
+@stage.command("in")
+@click.argument("srcs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--to", "to", help="fs:PATH, pool:PREFIX or s3://BUCKET/PREFIX (default: fs:/ with a mount, else pool:).")
+@common
+def stage_in_cmd(srcs, to, name, state_dir, mpi, as_json, **kw):
+    """Copy SRC files and folders into the instance (each under its own name)."""
+    from . import stage_in
+
+    _go(lambda cluster, **k: stage_in(cluster, list(srcs), to, **k), name, state_dir, mpi, as_json, **kw)
+
+
+@stage.command("out")
+@click.argument("dest", type=click.Path(path_type=Path))
+@click.option("--from", "source", help="fs:PATH, pool:PREFIX or s3://BUCKET/PREFIX (default: fs:/ or pool:).")
+@click.option("--delete", is_flag=True, help="Also remove from DEST what the source no longer has.")
+@common
+def stage_out_cmd(dest, source, delete, name, state_dir, mpi, as_json, **kw):
+    """Copy the instance's data to the folder DEST: temporary name, fsync, rename, read back and checked."""
+    from . import stage_out
+
+    _go(lambda cluster, **k: stage_out(cluster, dest, source, delete=delete, **k), name, state_dir, mpi, as_json,
+        **kw)

@@ -1,0 +1,309 @@
+"""Issue 13: stage-in and stage-out, on a real instance (pool, s3, fs), as a user would run them."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+import ramburst
+from ramburst.layout import Layout
+
+from conftest import RAMBURST, assert_nothing_left, cli, unique_name
+
+pytestmark = pytest.mark.ceph
+MiB = 2**20
+EXT = "8M"   # small extents so that a 20 MiB file is split (S3 parts are at least 5 MiB)
+
+
+def make_tree(root: Path, big: int = 20 * MiB, small: int = 30) -> Path:
+    """Large, small and empty files, symlinks (one dangling), an empty folder, odd modes and mtimes."""
+    t = root / "tree"
+    (t / "sub" / "deep").mkdir(parents=True)
+    (t / "emptydir").mkdir()
+    (t / "big.bin").write_bytes(os.urandom(big))
+    for i in range(small):
+        (t / "sub" / f"s{i}.dat").write_bytes(os.urandom(i * 997))
+    (t / "empty").write_bytes(b"")
+    (t / "sub" / "deep" / "x.txt").write_text("deep\n")
+    os.symlink("sub/s3.dat", t / "link")
+    os.symlink("/nonexistent/target", t / "dangling")
+    os.chmod(t / "sub" / "s2.dat", 0o600)
+    os.chmod(t / "sub" / "s4.dat", 0o755)
+    os.chmod(t / "sub" / "deep", 0o750)
+    os.utime(t / "sub" / "s5.dat", ns=(1_500_000_000_123_456_789, 1_500_000_000_123_456_789))
+    os.utime(t / "emptydir", ns=(1_400_000_000_000_000_000, 1_400_000_000_000_000_000))
+    os.utime(t / "link", ns=(1_300_000_000_000_000_000,) * 2, follow_symlinks=False)
+    return t
+
+
+def snapshot(root: Path) -> dict:
+    """Everything a round trip must keep: kind, bytes, mode, mtime (ns), symlink target."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        st = p.lstat()
+        rel = p.relative_to(root).as_posix()
+        if stat.S_ISLNK(st.st_mode):
+            out[rel] = ("l", os.readlink(p), st.st_mtime_ns)
+        elif stat.S_ISDIR(st.st_mode):
+            out[rel] = ("d", stat.S_IMODE(st.st_mode), st.st_mtime_ns)
+        else:
+            out[rel] = ("f", p.read_bytes(), stat.S_IMODE(st.st_mode), st.st_mtime_ns)
+    return out
+
+
+def stage(state: Path, *args, env=None, timeout=300) -> subprocess.CompletedProcess:
+    return cli("stage", *args, "--state-dir", state, "--extent", EXT, env=env, timeout=timeout)
+
+
+def summary(r: subprocess.CompletedProcess) -> dict:
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def up(*args) -> subprocess.CompletedProcess:
+    """`ramburst up`, waiting while other test runs on this shared machine hold the RAM."""
+    deadline = time.monotonic() + 300
+    while True:
+        r = cli("up", *args)
+        if r.returncode == 0 or "promised to other instances" not in r.stderr or time.monotonic() > deadline:
+            return r
+        time.sleep(10)
+
+
+@pytest.fixture(scope="module")
+def inst(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("stage")
+    name = unique_name("bst")
+    state = folder / name
+    r = up("--name", name, "--state-dir", state, "--size", "1G", "--service", "pool", "--service", "s3",
+           "--service", "fs", "--mount", folder / "mnt")
+    assert r.returncode == 0, r.stderr
+    try:
+        yield state, folder / "mnt"
+    finally:
+        cli("down", "--state-dir", state)
+    assert_nothing_left(name, state)
+
+
+@pytest.mark.parametrize("target", ["pool:rt", "fs:/rt", "s3://stagebucket/rt"])
+def test_item_round_trip_byte_identical(inst, tmp_path, target):
+    state, mnt = inst
+    tree = make_tree(tmp_path / "src")
+    before = snapshot(tree.parent)
+    s = summary(stage(state, "in", tree, "--to", target, "--json"))
+    assert s["files"] == 33 and s["bytes"] == sum(len(v[1]) for v in before.values() if v[0] == "f")
+    assert s["errors"] == [] and s["per_rank"] == [s["bytes"]]
+    cluster = ramburst.attach(state_dir=state)
+    big = (tree / "big.bin").read_bytes()
+    if target.startswith("fs:"):   # the tree is really in CephFS, under its final names only
+        assert (mnt / "rt" / "tree" / "big.bin").read_bytes() == big
+        assert not list((mnt / "rt").rglob("*.rbstage-tmp"))
+    elif target.startswith("s3:"):  # one object, completed from its parts
+        body = cluster.s3_client().get_object(Bucket="stagebucket", Key="rt/tree/big.bin")["Body"].read()
+        assert body == big
+    else:
+        assert cluster.get("rt/tree/sub/s7.dat") == (tree / "sub" / "s7.dat").read_bytes()
+    cluster.close()
+    progress = json.loads(Layout(state).stage_progress.read_text())
+    assert progress["direction"] == "in" and progress["finished"] and progress["error"] is None
+    assert progress["bytes_done"] == progress["bytes_total"] > 0
+    dest = tmp_path / "back"
+    s = summary(stage(state, "out", dest, "--from", target, "--json"))
+    assert s["errors"] == [] and s["files"] == 33
+    assert snapshot(dest) == before
+    # unchanged: a second run copies nothing
+    again = summary(stage(state, "out", dest, "--from", target, "--json"))
+    assert again["bytes"] == 0 and again["skipped_files"] == 33
+
+
+def test_item_kill9_then_resume_copies_only_the_rest(inst, tmp_path):
+    state, _ = inst
+    src = tmp_path / "src" / "many"
+    src.mkdir(parents=True)
+    for i in range(40):
+        (src / f"f{i:02d}").write_bytes(os.urandom(MiB))
+    (src / "large").write_bytes(os.urandom(24 * MiB))
+    total = 64 * MiB
+    env = {"RAMBURST_STAGE_DELAY": "0.1"}
+    args = [RAMBURST, "stage", "in", str(src), "--to", "pool:resume", "--state-dir", str(state), "--extent", "1M",
+            "--threads", "1"]
+    p = subprocess.Popen(args, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    progress = Layout(state).stage_progress
+    while True:
+        assert time.monotonic() < deadline and p.poll() is None, "stage ended before it could be killed"
+        try:
+            doc = json.loads(progress.read_text())
+        except (OSError, ValueError):
+            doc = {}
+        if doc.get("direction") == "in" and doc.get("target") == "pool:resume/" and doc["bytes_done"] >= total // 3:
+            break
+        time.sleep(0.1)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    dry = summary(cli("stage", "in", src, "--to", "pool:resume", "--state-dir", state, "--extent", "1M",
+                      "--dry-run", "--json"))
+    assert 0 < dry["bytes_total"] < total - total // 3 + 2 * MiB
+    rest = summary(cli("stage", "in", src, "--to", "pool:resume", "--state-dir", state, "--extent", "1M", "--json"))
+    assert rest["bytes"] == dry["bytes_total"] and rest["errors"] == []
+    assert rest["skipped_files"] == 41 - dry["files_total"] > 0
+    dest = tmp_path / "out"
+    summary(cli("stage", "out", dest, "--from", "pool:resume", "--state-dir", state, "--extent", "1M", "--json"))
+    assert snapshot(dest) == snapshot(src.parent)
+
+
+def test_item_bit_flip_and_truncation_at_destination_detected(inst, tmp_path):
+    state, _ = inst
+    tree = make_tree(tmp_path / "src")
+    summary(stage(state, "in", tree, "--to", "fs:/verify", "--json"))
+    dest = tmp_path / "dest"
+    summary(stage(state, "out", dest, "--from", "fs:/verify", "--json"))
+    big, small = dest / "tree" / "big.bin", dest / "tree" / "sub" / "s20.dat"
+    with open(big, "r+b") as f:      # one bit, in the middle of the third extent
+        f.seek(17 * MiB + 5)
+        b = f.read(1)
+        f.seek(17 * MiB + 5)
+        f.write(bytes([b[0] ^ 0x10]))
+    os.truncate(small, small.stat().st_size - 1)
+    r = stage(state, "out", dest, "--from", "fs:/verify")
+    assert r.returncode == 1, r.stderr
+    assert "tree/big.bin: corrupted" in r.stderr and "tree/sub/s20.dat: truncated" in r.stderr
+    assert "staged" not in r.stdout
+    # the next run copies exactly those two again, and the tree is whole
+    fixed = summary(stage(state, "out", dest, "--from", "fs:/verify", "--json"))
+    assert fixed["files"] == 2 and fixed["errors"] == []
+    assert snapshot(dest) == snapshot(tree.parent)
+
+
+def test_item_bad_input_one_line_exit_2(inst, tmp_path):
+    state, _ = inst
+    for args, text in [(("in", tmp_path / "missing"), "no such file or folder"),
+                       (("in", tmp_path, "--to", "nowhere:x"), "fs:PATH, pool:PREFIX or s3://BUCKET/PREFIX"),
+                       (("in", tmp_path, "--to", "s3://x/y"), "cannot create bucket"),
+                       (("out", tmp_path / "no" / "such" / "dest"), "no such folder")]:
+        r = stage(state, *args)
+        assert r.returncode == 2, (args, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1 and text in r.stderr, r.stderr
+    (tmp_path / "afile").write_text("x")
+    r = stage(state, "out", tmp_path / "afile")
+    assert r.returncode == 2 and "not a folder" in r.stderr
+
+
+def test_item_dest_without_space(inst, tmp_path):
+    state, _ = inst
+    tree = make_tree(tmp_path / "src")
+    summary(stage(state, "in", tree, "--to", "pool:space", "--json"))
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(small)], check=True)
+    try:
+        r = stage(state, "out", small / "dest", "--from", "pool:space")
+        assert r.returncode == 2, r.stderr
+        assert "only" in r.stderr and "MiB free" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+        assert list(small.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
+
+
+def test_item_permission_denied_listed_rest_staged(inst, tmp_path):
+    state, _ = inst
+    tree = make_tree(tmp_path / "src")
+    os.chmod(tree / "sub" / "s9.dat", 0)
+    # root reads anything: drop the two capabilities that let it, as for an ordinary user
+    r = subprocess.run(["setpriv", "--bounding-set", "-dac_override,-dac_read_search", RAMBURST, "stage", "in",
+                        str(tree), "--to", "pool:perm", "--state-dir", str(state), "--extent", EXT],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1, r.stderr
+    assert f"{tree}/sub/s9.dat: Permission denied" in r.stderr
+    dest = tmp_path / "dest"
+    summary(stage(state, "out", dest, "--from", "pool:perm", "--json"))
+    assert (dest / "tree" / "sub" / "s8.dat").read_bytes() == (tree / "sub" / "s8.dat").read_bytes()
+    assert (dest / "tree" / "big.bin").read_bytes() == (tree / "big.bin").read_bytes()
+    assert not (dest / "tree" / "sub" / "s9.dat").exists()
+
+
+def test_item_full_store_mid_stage_fails_cleanly(tmp_path):
+    name = unique_name("bsf")
+    state = tmp_path / name
+    r = up("--name", name, "--state-dir", state, "--size", "1G")
+    assert r.returncode == 0, r.stderr
+    try:
+        src = tmp_path / "src" / "fill"
+        src.mkdir(parents=True)
+        (src / "b00").write_bytes(os.urandom(80 * MiB))
+        (src / "s00").write_bytes(os.urandom(16 * MiB))
+        for i in range(1, 30):   # hard links: 2.8 GiB to stage (3x the store), 96 MiB on disk
+            os.link(src / "b00", src / f"b{i:02d}")
+        for i in range(1, 30):
+            os.link(src / "s00", src / f"s{i:02d}")
+        r = cli("stage", "in", src, "--to", "pool:full", "--state-dir", state, "--extent", "32M", timeout=400)
+        assert r.returncode == 1, r.stderr
+        line = r.stderr.strip().splitlines()[-1]
+        assert "store full" in line and "file(s) staged" in line and "run the same command again" in line
+        cluster = ramburst.attach(state_dir=state)
+        small, big = (src / "s00").read_bytes(), (src / "b00").read_bytes()
+        with cluster.ioctx() as io:
+            names = [o.key for o in io.list_objects() if o.key.startswith("full/fill/")]
+            for n in names:  # what exists under a final name is whole; no large file's head was made
+                assert n.split("/")[-1].startswith("s"), n
+                assert cluster.get(n) == small
+        cluster.close()
+        assert f"{len(names)} file(s) staged" in line
+        assert len(big) == 80 * MiB
+    finally:
+        cli("down", "--state-dir", state)
+    assert_nothing_left(name, state)
+
+
+def test_item_run_time_limit_stages_out_before_down(tmp_path):
+    name = unique_name("bsr")
+    state = tmp_path / name
+    tree = make_tree(tmp_path / "src", big=12 * MiB)
+    dest = tmp_path / "results"
+    marker = tmp_path / "written"
+    job = ('eval "$(ramburst env --state-dir $RAMBURST_STATE_DIR)"; '
+           f'echo result > {tmp_path}/r.txt && rados -p ramburst put out/result.txt {tmp_path}/r.txt && '
+           f'rados -p ramburst stat tree/big.bin && touch {marker} && sleep 600')
+    env = {**os.environ, "PATH": f"{Path(RAMBURST).parent}:{os.environ['PATH']}"}
+    p = subprocess.Popen([RAMBURST, "run", "--name", name, "--state-dir", str(state), "--size", "1G", "--grace", "3",
+                          "--stage-in", str(tree), "--stage-out", str(dest), "--", "sh", "-c", job],
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not marker.exists():
+            assert p.poll() is None and time.monotonic() < deadline, p.communicate()
+            time.sleep(0.2)
+        p.send_signal(signal.SIGTERM)   # what Slurm does at the time limit
+        out, err = p.communicate(timeout=180)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 128 + signal.SIGTERM, err
+    assert (dest / "out" / "result.txt").read_text() == "result\n"
+    assert snapshot(dest / "tree") == snapshot(tree)
+    assert err.index("staged out") < err.index("everything removed"), err
+    assert_nothing_left(name, state)
+
+
+def test_item_delete_mirrors_deletions_only_when_asked(inst, tmp_path):
+    state, mnt = inst
+    tree = make_tree(tmp_path / "src")
+    summary(stage(state, "in", tree, "--to", "fs:/del", "--json"))
+    dest = tmp_path / "dest"
+    summary(stage(state, "out", dest, "--from", "fs:/del", "--json"))
+    (mnt / "del" / "tree" / "sub" / "s1.dat").unlink()     # the job removed a file and a folder
+    shutil.rmtree(mnt / "del" / "tree" / "sub" / "deep")
+    dry = summary(stage(state, "out", dest, "--from", "fs:/del", "--delete", "--dry-run", "--json"))
+    assert dry["bytes_total"] == 0 and (dest / "tree" / "sub" / "s1.dat").exists()
+    kept = summary(stage(state, "out", dest, "--from", "fs:/del", "--json"))
+    assert "deleted" not in kept and (dest / "tree" / "sub" / "s1.dat").exists()
+    gone = summary(stage(state, "out", dest, "--from", "fs:/del", "--delete", "--json"))
+    assert sorted(gone["deleted"]) == ["tree/sub/deep", "tree/sub/deep/x.txt", "tree/sub/s1.dat"]
+    assert snapshot(dest / "tree") == snapshot(mnt / "del" / "tree")
