@@ -23,6 +23,7 @@ class Timeouts:
     METRICS_HTTP = 60
     UNMOUNT = 5
     LOCK_AFTER_MKDIR = 5
+    DASHBOARD_STARTED = 10
     PROCESSES_GONE = 10   # after SIGKILL, until the kernel has reaped them
     NEVER = math.inf      # RAMBURST_HANG_AT: until the deployment is cancelled
 

@@ -15,11 +15,11 @@ from __future__ import annotations
 import secrets
 import socket
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..errors import RamburstError, UsageError
+from ..errors import DeployError, RamburstError, UsageError
+from ..wait import Timeouts, wait_until
 
 
 def default_address(cluster) -> str:
@@ -89,9 +89,11 @@ def serve(cluster, port: int = 0, address: str | None = None, arrays_store=None,
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="dashboard-server", daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.01)
+    try:  # started, or the thread ended (a bind error): either way decided below
+        wait_until(lambda: server.started or not thread.is_alive(), Timeouts.DASHBOARD_STARTED,
+                   "the dashboard server", interval=0.01)
+    except DeployError:
+        pass
     stopped = threading.Event()
 
     def stop() -> None:
