@@ -6,7 +6,9 @@
 """
 from __future__ import annotations
 
+import atexit
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +21,20 @@ from .config import Config, build_config, check_name, default_state_root
 from .errors import RamburstError
 from .instance import InstanceState
 from .services import s3 as s3_service
+
+_OPEN: weakref.WeakSet = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    """Shut down every connection a Cluster still holds before the interpreter exits: a process
+    that ends with a connected librados handle can abort in librados's own teardown (seen as
+    "terminate called ..." and exit 134 after every test had passed)."""
+    for cluster in list(_OPEN):
+        try:
+            cluster.close()
+        except Exception:  # noqa: BLE001 - exiting anyway
+            pass
 
 
 class Cluster:
@@ -53,6 +69,7 @@ class Cluster:
         if self._rados is None:
             self._rados = open_rados(self.conf)
             self._rados.connect(timeout=30)
+            _OPEN.add(self)
         return self._rados
 
     def ioctx(self, pool: str | None = None):
