@@ -56,3 +56,37 @@ def walk_tree(root: Path, top: str, errors: list[str]) -> list[Entry]:
 def merged_meta(meta: dict, rel: str, size: int) -> dict | None:
     m = meta.get("entries", {}).get(rel)
     return m if m and m["size"] == size and m["kind"] == "f" else None
+
+
+class ObjectStore:
+    """What the pool and S3 stores share: they hold files only (folders and symlinks live in the
+    stage manifest, entries.json), report no free space (the store says when full), and keep the
+    journal of stage `name` beside the data under PREFIX."""
+
+    prefix = ""
+
+    def put_other(self, e: Entry) -> None:
+        pass  # folders and symlinks live in the stage manifest (entries.json)
+
+    def free_bytes(self) -> int | None:
+        return None
+
+    def _state(self, name: str) -> str:
+        return f"{self.prefix}{STAGE_DIR}/{name}/"
+
+
+def journal_lines(get, keys: list[str]) -> list[str]:
+    """The lines of the manifest and journal objects `keys`, in order; `get` returns None for a missing one."""
+    lines: list[str] = []
+    for key in keys:
+        data = get(key)
+        if data:
+            lines += data.decode().splitlines()
+    return lines
+
+
+def with_manifest_entries(out: list[Entry], meta: dict) -> list[Entry]:
+    """Add the folders and symlinks the stage manifest (entries.json) holds: object stores keep only files."""
+    have = {e.rel for e in out}
+    out += [Entry(**m) for rel, m in meta.get("entries", {}).items() if m["kind"] != "f" and rel not in have]
+    return sorted(out, key=lambda e: e.rel)

@@ -12,10 +12,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from ..model import Entry
-from .common import EXT_NS, STAGE_DIR, merged_meta
+from .common import EXT_NS, STAGE_DIR, ObjectStore, journal_lines, merged_meta, with_manifest_entries
 
 
-class Pool:
+class Pool(ObjectStore):
     """RADOS objects named PREFIX+rel in the instance's pool (layout in the module docstring)."""
 
     kind = "pool"
@@ -65,9 +65,7 @@ class Pool:
 
         with ThreadPoolExecutor(16) as ex:
             out = list(ex.map(one, names))
-        have = {e.rel for e in out}
-        out += [Entry(**m) for rel, m in meta.get("entries", {}).items() if m["kind"] != "f" and rel not in have]
-        return sorted(out, key=lambda e: e.rel)
+        return with_manifest_entries(out, meta)
 
     def read(self, e: Entry, off: int, n: int) -> bytes:
         if e.src != "extents":
@@ -109,9 +107,6 @@ class Pool:
             op.set_xattr("ramburst.extents", head)
         self._op(self.io, self.obj(e.rel), fill)
 
-    def put_other(self, e: Entry) -> None:
-        pass  # folders and symlinks live in the stage manifest (entries.json)
-
     def size_of(self, e: Entry) -> int | None:
         try:
             if e.extents(self.extent) == 1:
@@ -128,13 +123,7 @@ class Pool:
             return self.io.read(self.obj(e.rel), n, off) if n else b""
         return self._read_extents(e, off, n, self.extent)
 
-    def free_bytes(self) -> int | None:
-        return None
-
     # -- journal
-    def _state(self, name: str) -> str:
-        return f"{self.prefix}{STAGE_DIR}/{name}/"
-
     def _get(self, name: str) -> bytes | None:
         try:
             size = self.io.stat(name)[0]
@@ -147,12 +136,7 @@ class Pool:
     def state_lines(self, name: str) -> list[str]:
         base = self._state(name)
         journals = sorted(o.key for o in self.io.list_objects() if o.key.startswith(base + "journal."))
-        lines: list[str] = []
-        for obj in [base + "manifest"] + journals:
-            data = self._get(obj)
-            if data:
-                lines += data.decode().splitlines()
-        return lines
+        return journal_lines(self._get, [base + "manifest"] + journals)
 
     def state_append(self, name: str, tag: str, text: str) -> None:
         self._op(self.io, f"{self._state(name)}journal.{tag}", lambda op: op.append(text.encode()))

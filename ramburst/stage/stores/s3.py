@@ -10,10 +10,10 @@ import time
 
 from ...errors import UsageError
 from ..model import Entry
-from .common import STAGE_DIR, merged_meta
+from .common import STAGE_DIR, ObjectStore, journal_lines, merged_meta, with_manifest_entries
 
 
-class S3:
+class S3(ObjectStore):
     """Objects PREFIX+rel in a bucket of the instance's S3 endpoint; large files as multipart uploads."""
 
     kind = "s3"
@@ -44,9 +44,7 @@ class S3:
             m = merged_meta(meta, rel, o["Size"])
             out.append(Entry(rel=rel, kind="f", size=o["Size"], mtime_ns=m["mtime_ns"] if m else mt,
                              mode=m["mode"] if m else 0o644, ident=f"{o['Size']}:{o['ETag']}", src=o["Key"]))
-        have = {e.rel for e in out}
-        out += [Entry(**m) for rel, m in meta.get("entries", {}).items() if m["kind"] != "f" and rel not in have]
-        return sorted(out, key=lambda e: e.rel)
+        return with_manifest_entries(out, meta)
 
     def _range(self, key: str, off: int, n: int) -> bytes:
         if n == 0:
@@ -83,9 +81,6 @@ class S3:
         self.client.complete_multipart_upload(Bucket=self.bucket, Key=self.key(e.rel), UploadId=upload,
                                               MultipartUpload={"Parts": parts})
 
-    def put_other(self, e: Entry) -> None:
-        pass
-
     def size_of(self, e: Entry) -> int | None:
         try:
             return self.client.head_object(Bucket=self.bucket, Key=self.key(e.rel))["ContentLength"]
@@ -99,13 +94,7 @@ class S3:
             return self.client.get_object(Bucket=self.bucket, Key=self.key(e.rel))["Body"].read()
         return self._range(self.key(e.rel), off, n)
 
-    def free_bytes(self) -> int | None:
-        return None
-
     # -- journal: S3 has no append, so each flush is an object of its own
-    def _state(self, name: str) -> str:
-        return f"{self.prefix}{STAGE_DIR}/{name}/"
-
     def _get(self, key: str) -> bytes | None:
         try:
             return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
@@ -118,12 +107,7 @@ class S3:
             journals = sorted(o["Key"] for o in self._keys(base + "journal."))
         except self.client.exceptions.NoSuchBucket:
             return []
-        lines: list[str] = []
-        for key in [base + "manifest"] + journals:
-            data = self._get(key)
-            if data:
-                lines += data.decode().splitlines()
-        return lines
+        return journal_lines(self._get, [base + "manifest"] + journals)
 
     def state_append(self, name: str, tag: str, text: str) -> None:
         key = f"{self._state(name)}journal.{tag}.{time.time_ns():020d}"
