@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ramburst.stage.engine import Dispatcher, make_plan
+from ramburst.stage.handout import Dispatcher
 from ramburst.stage.model import record, replay
+from ramburst.stage.plan import make_plan
 from ramburst.stage.stores import Tree
 
 MiB = 2**20

@@ -56,9 +56,10 @@ def test_timeouts_keep_the_values_of_the_literals():
 
 # Loops that are not waits for a condition: the watchdog's and `run`'s supervision ticks (run's
 # sweep escalates SIGTERM to SIGKILL, it never gives up), an admin socket's reply deadline
-# (socket timeouts, no polling), a benchmark's fixed duration.
+# (socket timeouts, no polling), a benchmark's fixed duration; stage's pauses, not waits: rank 0's
+# hand-out tick (handout.py), a retry's back-off (rank.py), a test-only delay (engine.py).
 NOT_WAITS = {"ceph/watchdog.py", "run.py", "ceph/asok.py", "bench/workloads.py", "wait.py",
-             "stage/engine.py"}  # rank 0's hand-out tick, a retry's back-off, a test-only delay: pauses, not waits
+             "stage/handout.py", "stage/rank.py", "stage/engine.py"}
 
 
 def test_item3_every_wait_loop_goes_through_wait_until():
