@@ -6,7 +6,7 @@
   on every write (quant: uniform quantisation + the volume codec).
 """
 
-from .volume import CodecError
+from .frame import CodecError
 from .zarr_codecs import QuantCodec, SZ3Codec, VolumeCodec, ZFPCodec, register
 
 register()

@@ -10,12 +10,12 @@ with CodecError instead of being stored. The bound and the measured error travel
 from __future__ import annotations
 
 import struct
-import zlib
 
 import numpy as np
 
 from . import volume
-from .volume import CodecError, as_3d, check_frame
+from .frame import CodecError, check_frame, frame
+from .values import as_3d
 
 MAGIC = b"RBLZ"
 METHODS = ("sz3", "zfp", "quant")
@@ -103,7 +103,7 @@ def encode(a: np.ndarray, method: str, bound: float) -> bytes:
         raise CodecError(f"lossy codec: {method} exceeded the bound ({err:.6g} > {bound:.6g}); chunk not stored")
     body = struct.pack("<BBddB", METHODS.index(method), DTYPES.index(a.dtype.name), bound, err, len(shape)) \
         + struct.pack(f"<{len(shape)}Q", *shape) + payload
-    return MAGIC + struct.pack("<II", len(body), zlib.crc32(body)) + body
+    return frame(body, MAGIC)
 
 
 def header(buf):
