@@ -55,7 +55,7 @@ def _close_all() -> None:
 class RadosStore(KeyIndex, Store):
     """A zarr store in RADOS namespace `namespace` of the instance's pool.
 
-    `cluster` is a `ramburst.api.Cluster`; the store pickles as (state folder, pool,
+    `cluster` is a `ramburst.api.Cluster`; the store pickles as (state folder, pool, the cluster class,
     namespace, read_only) and reconnects on first use in the process that unpickles it.
     """
 
@@ -69,6 +69,7 @@ class RadosStore(KeyIndex, Store):
         if not namespace:
             raise ValueError("a RadosStore needs a namespace of its own")
         self._cluster = cluster
+        self._cluster_type = type(cluster)  # to reconnect by state folder (no import of the API here)
         self.state_dir = Path(cluster.state_dir)
         self.pool = pool or cluster.pool
         self.namespace = namespace
@@ -95,12 +96,10 @@ class RadosStore(KeyIndex, Store):
 
     def __getstate__(self) -> dict[str, Any]:
         return {"state_dir": str(self.state_dir), "pool": self.pool, "namespace": self.namespace,
-                "read_only": self.read_only}
+                "read_only": self.read_only, "cluster_type": self._cluster_type}  # a class pickles by name
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        from ..api import attach
-
-        self.__init__(attach(state_dir=state["state_dir"]), state["namespace"], state["pool"],
+        self.__init__(state["cluster_type"](state["state_dir"]), state["namespace"], state["pool"],
                       read_only=state["read_only"])
 
     def with_read_only(self, read_only: bool = False) -> RadosStore:
@@ -113,9 +112,7 @@ class RadosStore(KeyIndex, Store):
         if self._io is not None and self._pid != os.getpid():
             # a forked child: librados handles do not survive fork; connect anew (the parent's
             # handle is left alone, it is still the parent's)
-            from ..api import attach
-
-            self._io, self._cluster = None, attach(state_dir=self.state_dir)
+            self._io, self._cluster = None, self._cluster_type(self.state_dir)
         if self._io is None:
             self._pid = os.getpid()
             io = self._cluster.ioctx(self.pool)
