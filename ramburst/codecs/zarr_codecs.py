@@ -25,12 +25,37 @@ def _ndarray(chunk_array):
     return np.asarray(chunk_array.as_numpy_array())
 
 
+class _ChunkCodec(ArrayBytesCodec):
+    """What the volume and lossy codecs share: a dtype check, and encode/decode of one chunk in
+    a worker thread with the decoded chunk checked against the array's shape and dtype. A
+    subclass names its `dtypes`, `_encode(ndarray) -> bytes` and `_decode(bytes) -> ndarray`."""
+
+    is_fixed_size = False
+    dtypes: tuple = ()
+
+    def validate(self, *, shape, dtype, chunk_grid):
+        name = dtype.to_native_dtype().name
+        if name not in self.dtypes:
+            raise ValueError(f"{self.name}: dtype {name} not supported (one of {', '.join(self.dtypes)})")
+
+    async def _encode_single(self, chunk_array, chunk_spec):
+        data = await asyncio.to_thread(self._encode, _ndarray(chunk_array))
+        return chunk_spec.prototype.buffer.from_bytes(data)
+
+    async def _decode_single(self, chunk_bytes, chunk_spec):
+        out = await asyncio.to_thread(_decode_checked, self._decode, chunk_bytes, chunk_spec)
+        return chunk_spec.prototype.nd_buffer.from_numpy_array(out)
+
+    def compute_encoded_size(self, input_byte_length, chunk_spec):
+        raise NotImplementedError
+
+
 @dataclass(frozen=True)
-class VolumeCodec(ArrayBytesCodec):
+class VolumeCodec(_ChunkCodec):
     """Lossless multi-resolution predictive codec for integer (and float32) volumes."""
 
     name = "ramburst.volume"
-    is_fixed_size = False
+    dtypes = tuple(volume.KINDS)
     level: int = 3
     neighbours: int = 2            # 0: 2 or 6 per prediction step, whichever packs smaller (5x slower)
 
@@ -42,21 +67,11 @@ class VolumeCodec(ArrayBytesCodec):
     def to_dict(self):
         return {"name": self.name, "configuration": {"level": self.level, "neighbours": self.neighbours}}
 
-    def validate(self, *, shape, dtype, chunk_grid):
-        name = dtype.to_native_dtype().name
-        if name not in volume.KINDS:
-            raise ValueError(f"{self.name}: dtype {name} not supported (one of {', '.join(volume.KINDS)})")
+    def _encode(self, arr):
+        return volume.encode(arr, kmin=self.neighbours, level=self.level)
 
-    async def _encode_single(self, chunk_array, chunk_spec):
-        data = await asyncio.to_thread(volume.encode, _ndarray(chunk_array), kmin=self.neighbours, level=self.level)
-        return chunk_spec.prototype.buffer.from_bytes(data)
-
-    async def _decode_single(self, chunk_bytes, chunk_spec):
-        out = await asyncio.to_thread(_decode_checked, volume.decode, chunk_bytes, chunk_spec)
-        return chunk_spec.prototype.nd_buffer.from_numpy_array(out)
-
-    def compute_encoded_size(self, input_byte_length, chunk_spec):
-        raise NotImplementedError
+    def _decode(self, data):
+        return volume.decode(data)
 
 
 def _decode_checked(decode, chunk_bytes, chunk_spec):
@@ -69,10 +84,10 @@ def _decode_checked(decode, chunk_bytes, chunk_spec):
 
 
 @dataclass(frozen=True)
-class _LossyCodec(ArrayBytesCodec):
+class _LossyCodec(_ChunkCodec):
     """Error-bounded lossy float codec: ``abs`` is the absolute bound, verified on every write."""
 
-    is_fixed_size = False
+    dtypes = tuple(lossy.DTYPES)
     method = ""
     abs: float = 1e-3
 
@@ -88,21 +103,11 @@ class _LossyCodec(ArrayBytesCodec):
     def to_dict(self):
         return {"name": self.name, "configuration": {"abs": float(self.abs)}}
 
-    def validate(self, *, shape, dtype, chunk_grid):
-        name = dtype.to_native_dtype().name
-        if name not in lossy.DTYPES:
-            raise ValueError(f"{self.name}: dtype {name} not supported (one of {', '.join(lossy.DTYPES)})")
+    def _encode(self, arr):
+        return lossy.encode(arr, self.method, self.abs)
 
-    async def _encode_single(self, chunk_array, chunk_spec):
-        data = await asyncio.to_thread(lossy.encode, _ndarray(chunk_array), self.method, self.abs)
-        return chunk_spec.prototype.buffer.from_bytes(data)
-
-    async def _decode_single(self, chunk_bytes, chunk_spec):
-        out = await asyncio.to_thread(_decode_checked, lossy.decode, chunk_bytes, chunk_spec)
-        return chunk_spec.prototype.nd_buffer.from_numpy_array(out)
-
-    def compute_encoded_size(self, input_byte_length, chunk_spec):
-        raise NotImplementedError
+    def _decode(self, data):
+        return lossy.decode(data)
 
 
 @dataclass(frozen=True)
