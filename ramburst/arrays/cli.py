@@ -30,16 +30,33 @@ def root_group(name: str, state_dir: Path | None, namespace: str, mode: str):
         raise UsageError("arrays need the arrays extra: pip install 'ramburst[arrays]'") from None
     from . import open as open_root
 
+    _register_codecs()
     try:
         return open_root(name, state_dir, namespace, mode=mode)
     except FileNotFoundError:
         raise UsageError(f"no arrays in namespace {namespace!r} of instance {state_dir or name or 'default'}") from None
 
 
+def _register_codecs() -> None:
+    """An array written with a ramburst codec names it in zarr.json: without the codecs registered,
+    zarr cannot even open it (UnknownCodecError), so every command registers them when installed."""
+    try:
+        import ramburst.codecs  # noqa: F401
+    except ImportError:
+        pass
+
+
 def describe(path: str, a) -> dict:
     return {"name": path, "shape": list(a.shape), "dtype": str(a.dtype), "chunks": list(a.chunks),
             "shards": list(a.shards) if a.shards else None,
             "compressors": [type(c).__name__ for c in a.compressors], "nbytes": int(a.nbytes)}
+
+
+def codec_chain(a) -> dict:
+    """The serializer (array -> bytes: where the volume codec sits) and the whole chain as zarr.json
+    holds it (a sharded array's inner codecs nested in sharding_indexed)."""
+    return {"filters": [f.to_dict() for f in a.filters], "serializer": a.serializer.to_dict(),
+            "codecs": a.metadata.to_dict()["codecs"]}
 
 
 def get_array(root, array: str):
@@ -98,6 +115,7 @@ def info(name, state_dir, namespace, array_name, as_json):
     """Shape, dtype, chunking, codecs and stored bytes of one array."""
     a = get_array(root_group(name, state_dir, namespace, "r"), array_name)
     d = describe(array_name, a)
+    d.update(codec_chain(a))
     d["nbytes_stored"] = int(a.nbytes_stored())
     d["nchunks_initialized"] = int(a.nchunks_initialized)
     d["attributes"] = dict(a.attrs)
