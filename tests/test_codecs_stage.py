@@ -84,3 +84,107 @@ def test_item3_resumed_lossy_import_skips_the_units_already_done(cluster, tmp_pa
     assert np.max(np.abs(out.astype(np.float64) - data)) <= 0.01
     again = cli(*args)
     assert again.returncode == 0 and "0 units written, 256 already" in again.stderr, again.stderr
+
+
+# -- item 1: stage in --codec ------------------------------------------------------------------------------------
+def make_volumes(root):
+    """A tree as a scientist has it: volumes (smooth uint16, Fortran-order int16, big-endian uint16), a
+    float64 volume the volume codec does not take, a text file, a nested folder with odd mtimes and modes."""
+    import os
+
+    t = root / "run1"
+    (t / "raw").mkdir(parents=True)
+    vol = volume_like((96, 128, 112), "uint16", seed=5)                      # 2.6 MiB, smooth + noise
+    np.save(t / "vol.npy", vol)
+    np.save(t / "raw" / "fortran.npy", np.asfortranarray(volume_like((20, 30, 40), "int16", seed=6)))
+    np.save(t / "raw" / "big_endian.npy", volume_like((16, 24, 8), ">u2", seed=7))
+    np.save(t / "raw" / "f64.npy", np.random.default_rng(8).random((10, 10, 10)))
+    (t / "notes.txt").write_text("acquired 2026-11-26\n")
+    os.chmod(t / "raw" / "fortran.npy", 0o600)
+    os.utime(t / "vol.npy", ns=(1_500_000_000_123_456_789,) * 2)
+    os.utime(t / "raw", ns=(1_400_000_000_000_000_000,) * 2)
+    return t, vol
+
+
+def snapshot(root):
+    import os
+    import stat
+
+    out = {}
+    for p in sorted(root.rglob("*")):
+        st = p.lstat()
+        rel = p.relative_to(root).as_posix()
+        body = p.read_bytes() if stat.S_ISREG(st.st_mode) else None
+        out[rel] = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_mtime_ns, body)
+    assert os.sep == "/"
+    return out
+
+
+def stage(cluster, *args):
+    return cli("stage", *args, "--state-dir", cluster.state_dir, "--extent", "1M")
+
+
+def test_item1_stage_in_codec_round_trip_byte_identical_and_smaller(cluster, tmp_path):
+    tree, vol = make_volumes(tmp_path / "src")
+    before = snapshot(tree.parent)
+    r = stage(cluster, "in", tree, "--to", "pool:cin", "--codec", "volume", "--json")
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)
+    v = s["volumes"]
+    assert v["files"] == 3 and v["skipped"] == 0, s                          # f64.npy went in as a plain file
+    assert set(v["arrays"]) == {"run1/vol.npy", "run1/raw/fortran.npy", "run1/raw/big_endian.npy"}
+    total = sum((tree / rel.split("/", 1)[1]).stat().st_size for rel in v["arrays"])
+    assert v["bytes"] == total and v["stored_bytes"] < total / 2, v          # measured: printed below
+    print(f"stage in --codec volume: {total} bytes of volumes stored in {v['stored_bytes']} "
+          f"({total / v['stored_bytes']:.2f}x)")
+    # the job reads the volume as an array (plain zarr once ramburst.codecs is imported) ...
+    root = zarr.open_group(cluster.zarr_store(namespace="arrays", read_only=True), mode="r")
+    a = root["cin/run1/vol.npy"]
+    assert a.serializer.to_dict()["name"] == "ramburst.volume"
+    np.testing.assert_array_equal(a[10:20], vol[10:20])
+    # ... and it is not in the pool a second time as a plain object
+    io = cluster.ioctx()
+    names = {o.key for o in io.list_objects()}
+    assert "cin/run1/notes.txt" in names and "cin/run1/raw/f64.npy" in names
+    assert not any(n.endswith("vol.npy") or n.endswith("fortran.npy") for n in names), names
+    # stage out: every file byte for byte, with its mode and mtime, folders' mtimes too
+    r = stage(cluster, "out", "--from", "pool:cin", tmp_path / "back", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["volumes"]["files"] == 3 and out["errors"] == []
+    assert snapshot(tmp_path / "back") == before
+    # again: nothing to do either way
+    again = json.loads(stage(cluster, "in", tree, "--to", "pool:cin", "--codec", "volume", "--json").stdout)
+    assert again["volumes"]["skipped"] == 3 and again["volumes"]["files"] == 0
+    again = json.loads(stage(cluster, "out", "--from", "pool:cin", tmp_path / "back", "--json").stdout)
+    assert again["volumes"]["skipped"] == 3 and again["volumes"]["files"] == 0
+
+
+def test_item1_corrupt_stored_chunk_detected_on_stage_out(cluster, tmp_path):
+    tree, _ = make_volumes(tmp_path / "src")
+    r = stage(cluster, "in", tree / "vol.npy", "--to", "pool:ccor", "--codec", "volume")
+    assert r.returncode == 0, r.stderr
+    io = cluster.ioctx()
+    io.set_namespace("arrays")
+    chunk = sorted(o.key for o in io.list_objects() if o.key.startswith("ccor/vol.npy/c/"))[0]
+    data = bytearray(io.read(chunk, 2**24))
+    data[len(data) // 2] ^= 0x10                                             # one bit flipped in RAM
+    io.write_full(chunk, bytes(data))
+    r = stage(cluster, "out", "--from", "pool:ccor", tmp_path / "back")
+    assert r.returncode == 1, r.stderr
+    assert "vol.npy: not restored" in r.stderr and "CodecError" in r.stderr, r.stderr
+    assert not (tmp_path / "back" / "vol.npy").exists()
+    assert list((tmp_path / "back").iterdir()) == [] if (tmp_path / "back").exists() else True
+
+
+def test_item1_bad_or_lossy_codec_one_line_exit_2_nothing_created(cluster, tmp_path):
+    tree, _ = make_volumes(tmp_path / "src")
+    for spec in ["nope", "sz3:0.01", "zfp:1e-3", "quant:1", "volume:x", "zstd:99", ""]:
+        r = stage(cluster, "in", tree, "--to", "pool:cbad", "--codec", spec)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1, (spec, r.stderr)
+        assert r.stderr.startswith("ramburst: error: --codec"), r.stderr
+    assert "lossy" in stage(cluster, "in", tree, "--codec", "sz3:0.01").stderr
+    io = cluster.ioctx()
+    assert [o.key for o in io.list_objects() if o.key.startswith("cbad")] == []
+    io.set_namespace("arrays")
+    assert [o.key for o in io.list_objects() if o.key.startswith("cbad")] == []

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..errors import UsageError
 from ..layout import Layout
+from ..mpi import LocalComm
 from .engine import Options, Stage, StageError
 from .model import EXTENT
 from .progress import Reporter
@@ -54,9 +55,17 @@ def _reporter(cluster, direction: str, label: str, comm, progress: bool, dry_run
 
 
 def stage_in(cluster, srcs, to: str | None = None, *, comm=None, extent: int = EXTENT, threads: int = 8,
-             verify: bool = True, dry_run: bool = False, progress: bool = False, check: bool = True) -> dict:
+             verify: bool = True, dry_run: bool = False, progress: bool = False, check: bool = True,
+             codec: str | None = None) -> dict:
     """Copy SRC files/folders into the instance (fs:PATH, pool:PREFIX or s3://BUCKET/PREFIX); each SRC
-    lands under its own name. Returns the summary; raises StageError if anything was not staged."""
+    lands under its own name. With `codec` (volume[:LEVEL] or zstd[:LEVEL], lossless only) .npy volumes
+    go in as compressed zarr arrays instead (compress.py). Returns the summary; raises StageError if
+    anything was not staged."""
+    coding = None
+    if codec is not None:
+        from . import compress
+
+        coding = compress.parse_codec(codec)
     paths = [Path(s).absolute() for s in srcs]
     if not paths:
         raise UsageError("stage in: no SRC given")
@@ -68,7 +77,33 @@ def stage_in(cluster, srcs, to: str | None = None, *, comm=None, extent: int = E
     _check_s3_extent(spec, opt)
     target = cluster_store(cluster, spec)
     rep = _reporter(cluster, "in", target.label, comm, progress, dry_run)
-    return _run(Stage("in", Sources(paths), target, target, "in", comm, opt, rep), check)
+    if coding is None:
+        return _run(Stage("in", Sources(paths), target, target, "in", comm, opt, rep), check)
+    return _check(_stage_in_coded(cluster, paths, spec, target, coding, comm, opt, rep), check)
+
+
+def _stage_in_coded(cluster, paths, spec, target, coding, comm, opt, rep) -> dict:
+    from . import compress
+
+    if not cluster.pool:
+        raise UsageError(f"--codec: instance {cluster.name!r} has no pool to hold the arrays")
+    errors: list[str] = []
+    volumes = compress.find(paths, coding, errors)
+    summary = Stage("in", compress.Rest(paths, {v.rel for v in volumes}), target, target, "in", comm, opt,
+                    rep).run()
+
+    def put():
+        return compress.stage_in_volumes(cluster, target, spec, volumes, coding, opt.threads, opt.verify,
+                                         opt.dry_run)
+    part = (comm or LocalComm()).agree("stage volumes", put if comm is None or comm.rank == 0 else None)
+    return compress.merge(summary, (comm or LocalComm()).bcast(part))
+
+
+def _check(summary: dict, check: bool) -> dict:
+    if check and summary.get("errors"):
+        raise StageError(f"stage {summary['direction']}: {len(summary['errors'])} problem(s): "
+                         + "; ".join(summary["errors"][:5]))
+    return summary
 
 
 def stage_out(cluster, dest, source: str | None = None, *, comm=None, delete: bool = False,
@@ -87,7 +122,18 @@ def stage_out(cluster, dest, source: str | None = None, *, comm=None, delete: bo
     src = cluster_store(cluster, spec)
     name = "out-" + hashlib.sha1(str(dest).encode()).hexdigest()[:12]
     rep = _reporter(cluster, "out", str(dest), comm, progress, dry_run)
-    return _run(Stage("out", src, Tree(dest), src, name, comm, opt, rep), check)
+    summary = _run(Stage("out", src, Tree(dest), src, name, comm, opt, rep), False)
+    return _check(_volumes_out(cluster, src, dest, comm, opt, summary), check)
+
+
+def _volumes_out(cluster, src, dest: Path, comm, opt: Options, summary: dict) -> dict:
+    """Volumes that `stage in --codec` put in as arrays: rebuilt byte for byte after the files."""
+    from . import compress
+
+    def rebuild():
+        return compress.stage_out_volumes(cluster, src, dest, opt.threads, opt.verify, opt.dry_run)
+    part = (comm or LocalComm()).agree("stage volumes", rebuild if comm is None or comm.rank == 0 else None)
+    return compress.merge(summary, (comm or LocalComm()).bcast(part))
 
 
 def for_job(state_dir, direction: str, paths, spec: str | None, comm, log) -> bool:

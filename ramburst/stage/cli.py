@@ -52,6 +52,10 @@ def _go(fn, name, state_dir, mpi, as_json, **kw) -> None:
                    f"{summary['bytes'] / 2**20:.1f} MiB in {summary['seconds']:.1f} s ({summary['mb_s']} MB/s); "
                    f"{summary['skipped_files']} unchanged file(s) skipped; {summary['source']} -> {summary['target']}",
                    err=True)
+    if summary.get("volumes") and not as_json and not summary["dry_run"]:
+        from .compress import describe
+
+        click.echo(describe(summary["volumes"]), err=True)
     for e in summary.get("errors", []):
         click.echo(f"ramburst: error: {e}", err=True)
     if summary.get("errors"):
@@ -61,12 +65,21 @@ def _go(fn, name, state_dir, mpi, as_json, **kw) -> None:
 @stage.command("in")
 @click.argument("srcs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--to", "to", help="fs:PATH, pool:PREFIX or s3://BUCKET/PREFIX (default: fs:/ with a mount, else pool:).")
+@click.option("--codec", metavar="NAME[:LEVEL]",
+              help="Compress volumes (.npy) on the way in, losslessly, into zarr arrays of the `arrays` namespace "
+                   "at the target's path: volume[:LEVEL] (ramburst's volume codec) or zstd[:LEVEL]; other files "
+                   "go in unchanged; stage out gives back the original bytes.")
 @common
-def stage_in_cmd(srcs, to, name, state_dir, mpi, as_json, **kw):
+def stage_in_cmd(srcs, to, codec, name, state_dir, mpi, as_json, **kw):
     """Copy SRC files and folders into the instance (each under its own name)."""
     from . import stage_in
 
-    _go(lambda cluster, **k: stage_in(cluster, list(srcs), to, **k), name, state_dir, mpi, as_json, **kw)
+    if codec is not None:  # a bad name fails before the instance is even looked up
+        from .compress import parse_codec
+
+        parse_codec(codec)
+    _go(lambda cluster, **k: stage_in(cluster, list(srcs), to, codec=codec, **k), name, state_dir, mpi, as_json,
+        **kw)
 
 
 @stage.command("out")
