@@ -195,6 +195,23 @@ def test_item3_zarr_array_with_edge_chunks_reads_back_through_plain_zarr(tmp_pat
     assert err == "" and out.dtype == a.dtype and out.tobytes() == a.tobytes()
 
 
+@pytest.mark.parametrize("dtype", [">u2", ">i2", ">f4"])
+def test_item3_big_endian_zarr_array_reads_back(tmp_path, dtype):
+    """An array made with a big-endian dtype (as from a big-endian .npy) reads back through the same
+    handle: the decoded chunk is native, the handle's dtype big-endian, and the chunk check refused
+    that difference of byte order alone. Reopened, zarr v3 calls it native: same values."""
+    import zarr
+
+    a = _write_array(tmp_path / "be.zarr", dtype, rc.VolumeCodec(), shape=(9, 10, 11), chunks=(4, 8, 8))
+    z = zarr.create_array(store=str(tmp_path / "be2.zarr"), shape=a.shape, chunks=(4, 8, 8), dtype=dtype,
+                          serializer=rc.VolumeCodec(), compressors=None)
+    z[...] = a
+    back = z[...]
+    assert back.dtype == np.dtype(dtype) and np.array_equal(back, a)
+    out, err = _read_with_plain_zarr(tmp_path / "be.zarr")
+    assert err == "" and np.array_equal(out, a)
+
+
 def test_item3_plain_zarr_without_the_import_does_not_know_the_codec(tmp_path):
     _write_array(tmp_path / "a.zarr", "uint8", rc.VolumeCodec(), shape=(8, 8, 8), chunks=(8, 8, 8))
     out, err = _read_with_plain_zarr(tmp_path / "a.zarr", do_import=False)

@@ -77,10 +77,10 @@ class VolumeCodec(_ChunkCodec):
 def _decode_checked(decode, chunk_bytes, chunk_spec):
     out = decode(chunk_bytes.to_bytes())
     want = chunk_spec.dtype.to_native_dtype()
-    if out.shape != tuple(chunk_spec.shape) or out.dtype != want:
+    if out.shape != tuple(chunk_spec.shape) or out.dtype != want.newbyteorder("="):
         raise volume.CodecError(f"chunk holds {out.dtype}{list(out.shape)}, the array wants "
                                 f"{want}{list(chunk_spec.shape)}")
-    return out
+    return out.astype(want, copy=False)    # decoded values are native; a big-endian array keeps its order
 
 
 @dataclass(frozen=True)

@@ -285,7 +285,7 @@ def put_volume(group, v: Volume, path: str, coding: Coding, threads: int, verify
                       **coding.options(src.dtype))
     else:
         a.update_attributes({ATTR: rec})
-    import_into(a, src, jobs=threads)
+    units = import_into(a, src, jobs=threads)
     st = os.stat(v.src)
     if (st.st_size, st.st_mtime_ns) != (v.size, v.mtime_ns):
         raise OSError(f"changed while staged (size/mtime {st.st_size}/{st.st_mtime_ns})")
@@ -293,7 +293,8 @@ def put_volume(group, v: Volume, path: str, coding: Coding, threads: int, verify
         raise OSError("the stored array does not read back as the file (xxh3 differs)")
     rec["complete"] = True
     a.update_attributes({ATTR: rec})
-    return {"skipped": False, "bytes": v.size, "stored_bytes": int(a.nbytes_stored())}
+    return {"skipped": False, "bytes": v.size, "stored_bytes": int(a.nbytes_stored()),
+            "units_written": units["written"], "units_skipped": units["skipped"]}
 
 
 def stage_in_volumes(cluster, keeper, spec: str, volumes: list[Volume], coding: Coding, threads: int,
@@ -301,8 +302,8 @@ def stage_in_volumes(cluster, keeper, spec: str, volumes: list[Volume], coding: 
     """Rank 0's part of `stage in --codec`: every volume in, the list of them beside the stage journal."""
     t0 = time.monotonic()
     root = array_root(spec)
-    out = {"codec": coding.spec, "files": 0, "skipped": 0, "bytes": 0, "stored_bytes": 0, "errors": [],
-           "arrays": {}}
+    out = {"codec": coding.spec, "files": 0, "skipped": 0, "bytes": 0, "stored_bytes": 0, "units_written": 0,
+           "units_skipped": 0, "errors": [], "arrays": {}}
     if dry_run:
         out["files_total"] = len(volumes)
         out["bytes_total"] = sum(v.size for v in volumes)
@@ -321,7 +322,8 @@ def stage_in_volumes(cluster, keeper, spec: str, volumes: list[Volume], coding: 
             continue
         out["files"] += 1
         out["bytes"] += r["bytes"]
-        out["stored_bytes"] += r["stored_bytes"]
+        for k in ("stored_bytes", "units_written", "units_skipped"):
+            out[k] += r[k]
     if out["arrays"]:
         meta = keeper.meta_get(STATE)
         files = meta.get("files", {})
