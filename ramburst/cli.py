@@ -194,8 +194,10 @@ def env(name, state_dir, config_file, as_json):
 @click.option("--stage-out", "stage_out", type=click.Path(path_type=Path),
               help="Copy the instance's data to this folder after CMD, also on a time limit, before down.")
 @click.option("--stage-to", help="Where --stage-in puts data and --stage-out reads it (default: fs:/ or pool:).")
+@click.option("--stage-codec", metavar="NAME[:LEVEL]", help="--stage-in compresses .npy volumes into zarr arrays "
+              "(lossless: volume or zstd; see `stage in --codec`).")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def run(config_file, grace, command, mpi, dashboard, stage_in, stage_out, stage_to, **flags):
+def run(config_file, grace, command, mpi, dashboard, stage_in, stage_out, stage_to, stage_codec, **flags):
     """Deploy, run COMMAND with the instance's environment, always remove; exit with COMMAND's status.
 
     With --mpi, every rank deploys its host, rank 0 runs COMMAND once all are ready, and every
@@ -207,8 +209,12 @@ def run(config_file, grace, command, mpi, dashboard, stage_in, stage_out, stage_
     for src in stage_in:
         if not src.exists() and not src.is_symlink():
             raise UsageError(f"--stage-in {src}: no such file or folder")
+    if stage_codec is not None:
+        from .stage.compress import parse_codec
+
+        parse_codec(stage_codec)
     code = run_job(config, list(command), grace, comm=comm, stage_in=list(stage_in), stage_out=stage_out,
-                   stage_to=stage_to, dashboard=dashboard)
+                   stage_to=stage_to, dashboard=dashboard, stage_codec=stage_codec)
     sys.exit(code)
 
 

@@ -157,12 +157,14 @@ def supervise(command: list[str], env: dict, grace: float, comm, keep: set,
 
 
 def run(config: Config, command: list[str], grace: float = 10.0, comm=None, log=None, dashboard: bool = False,
-        stage_in: list | None = None, stage_out=None, stage_to: str | None = None) -> int:
+        stage_in: list | None = None, stage_out=None, stage_to: str | None = None,
+        stage_codec: str | None = None) -> int:
     """Deploy `config`, run `command` in the instance's environment (rank 0), end every process
     it started, tear down on every rank, and return the exit code for every rank. `dashboard`:
     rank 0 serves the live dashboard meanwhile (its URL in CMD's RAMBURST_DASHBOARD_URL). With
     `stage_in`/`stage_out` (ramburst.stage), data is copied in before CMD and out after it,
-    also after a stop signal (inside the scheduler's grace), always before the teardown."""
+    also after a stop signal (inside the scheduler's grace), always before the teardown;
+    `stage_codec`: stage-in compresses volumes (ramburst.stage.compress)."""
     comm = comm or LocalComm()
     log = log or (lambda msg: print(f"ramburst: {msg}", file=sys.stderr, flush=True))
     prefix = f"rank {comm.rank}: " if comm.size > 1 else ""
@@ -182,7 +184,7 @@ def run(config: Config, command: list[str], grace: float = 10.0, comm=None, log=
                 log(f"dashboard: {board.url}")
             if stage_in or stage_out:
                 from .stage import for_job
-            if not stage_in or for_job(config.instance_dir, "in", stage_in, stage_to, comm, log):
+            if not stage_in or for_job(config.instance_dir, "in", stage_in, stage_to, comm, log, stage_codec):
                 code = supervise(command, env, grace, comm, keep, stop, lambda m: log(prefix + m))
                 left = sweep(keep, grace if stop.agreed is None else 1.0)
                 if left:

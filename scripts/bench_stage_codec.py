@@ -4,8 +4,8 @@
 The volume (made here, fixed seed): uint16, 256x512x512 (128 MiB), a smooth field (a sum of sinusoids
 along each axis, amplitude 1000 around 3000) plus Gaussian noise of sigma 8: a stand-in for a
 tomography or light-sheet stack. Each mode stages it in under a fresh prefix, with and without the
-verify pass, then stages it out again to /dev/shm (verified). MB/s are of the original file's bytes,
-wall-clock, one run each.
+verify pass, then stages it out again to /dev/shm (verified); the pool is emptied between modes.
+MB/s are of the original file's bytes, wall-clock, one run each.
 Usage: .venv/bin/python scripts/bench_stage_codec.py [--shape 256,512,512] [--size 2G]
 """
 from __future__ import annotations
@@ -28,6 +28,17 @@ def make_volume(shape, seed=1) -> np.ndarray:
     g = (np.sin(np.linspace(0, 6, z))[:, None, None] + np.cos(np.linspace(0, 5, y))[None, :, None]
          + np.sin(np.linspace(0, 4, x))[None, None, :])
     return (g * 1000 + 3000 + 8 * rng.standard_normal(shape)).astype(np.uint16)
+
+
+def wipe(cluster) -> None:
+    """Remove every object of the pool (all namespaces) so that each mode starts from an empty store."""
+    io = cluster.ioctx()
+    io.set_namespace("\001")               # LIBRADOS_ALL_NSPACES
+    objs = [(o.nspace, o.key) for o in io.list_objects()]
+    rm = cluster.ioctx()
+    for ns, key in objs:
+        rm.set_namespace(ns)
+        rm.remove_object(key)
 
 
 def main() -> None:
@@ -56,6 +67,7 @@ def main() -> None:
                 t_out = time.perf_counter() - t
                 assert (work / f"out{i}" / "vol.npy").read_bytes() == src.read_bytes()
                 shutil.rmtree(work / f"out{i}")
+                wipe(cluster)
                 rows.append((codec or "none (plain stage)", "yes" if verify else "no", size / t_in / 1e6,
                              stored / 2**20, size / stored, size / t_out / 1e6))
         print(f"\none volume, uint16 {'x'.join(map(str, shape))} ({size / 2**20:.0f} MiB), into the pool:\n")

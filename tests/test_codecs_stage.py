@@ -218,3 +218,39 @@ def test_item1_stage_in_codec_killed_then_resumed_writes_only_the_rest(cluster, 
     r = stage(cluster, "out", "--from", "pool:ckill", tmp_path / "back")
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "back" / "k.npy").read_bytes() == (tmp_path / "src" / "k.npy").read_bytes()
+
+
+JOB = """
+import sys, numpy as np, ramburst.arrays, ramburst.codecs
+a = ramburst.arrays.open(mode="r")["job/run1/vol.npy"]          # the instance from the job's environment
+assert a.serializer.to_dict()["name"] == "ramburst.volume"
+np.save(sys.argv[1], np.asarray(a[5:7]))
+"""
+
+
+def test_item1_run_stage_codec_job_reads_the_array_and_stage_out_restores(tmp_path):
+    """`ramburst run --stage-in --stage-codec volume`: the job reads its volume as a zarr array from the
+    cluster; `--stage-out` gives back every file byte for byte."""
+    import sys
+
+    tree, vol = make_volumes(tmp_path / "src")
+    before = snapshot(tree.parent)
+    name = unique_name("crun")
+    r = cli("run", "--name", name, "--state-dir", tmp_path / name, "--size", "1G", "--service", "pool",
+            "--stage-in", tree, "--stage-to", "pool:job", "--stage-codec", "volume", "--stage-out", tmp_path / "back",
+            "--", sys.executable, "-c", JOB, tmp_path / "slab.npy", timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "3 volume(s) compressed with volume" in r.stderr and "3 volume(s) rebuilt" in r.stderr, r.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "slab.npy"), vol[5:7])
+    assert snapshot(tmp_path / "back") == before
+
+
+def test_item1_run_with_a_lossy_stage_codec_refused_before_deploying(tmp_path):
+    from conftest import ram_roots
+
+    name = unique_name("crun")
+    (tmp_path / "in").mkdir()
+    r = cli("run", "--name", name, "--state-dir", tmp_path / name, "--size", "1G", "--service", "pool",
+            "--stage-in", tmp_path / "in", "--stage-codec", "zfp:0.1", "--", "true")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "lossy" in r.stderr, r.stderr
+    assert ram_roots(name) == [] and not (tmp_path / name).exists()

@@ -136,7 +136,7 @@ def _volumes_out(cluster, src, dest: Path, comm, opt: Options, summary: dict) ->
     return compress.merge(summary, (comm or LocalComm()).bcast(part))
 
 
-def for_job(state_dir, direction: str, paths, spec: str | None, comm, log) -> bool:
+def for_job(state_dir, direction: str, paths, spec: str | None, comm, log, codec: str | None = None) -> bool:
     """`ramburst run --stage-in/--stage-out`: stage on every rank, one log line, never raise."""
     from ..api import Cluster
 
@@ -146,7 +146,7 @@ def for_job(state_dir, direction: str, paths, spec: str | None, comm, log) -> bo
     try:
         cluster = Cluster(state_dir)
         if direction == "in":
-            s = stage_in(cluster, paths, spec, comm=comm, check=False)
+            s = stage_in(cluster, paths, spec, comm=comm, check=False, codec=codec)
         else:
             s = stage_out(cluster, paths, spec, comm=comm, check=False)
     except Exception as e:  # noqa: BLE001 - the job goes on to its teardown whatever happened
@@ -159,4 +159,8 @@ def for_job(state_dir, direction: str, paths, spec: str | None, comm, log) -> bo
         log(f"stage {direction}: {err}")
     log(f"staged {direction} {s['files']} file(s), {s['bytes'] / 2**20:.1f} MiB in {s['seconds']:.1f} s: "
         f"{s['source']} -> {s['target']}" + (f" ({len(s['errors'])} problem(s))" if s["errors"] else ""))
+    if s.get("volumes"):
+        from .compress import describe
+
+        log(describe(s["volumes"]))
     return not s["errors"]

@@ -55,7 +55,7 @@ def _go(fn, name, state_dir, mpi, as_json, **kw) -> None:
     if summary.get("volumes") and not as_json and not summary["dry_run"]:
         from .compress import describe
 
-        click.echo(describe(summary["volumes"]), err=True)
+        click.echo(f"ramburst: {describe(summary['volumes'])}", err=True)
     for e in summary.get("errors", []):
         click.echo(f"ramburst: error: {e}", err=True)
     if summary.get("errors"):

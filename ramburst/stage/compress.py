@@ -424,7 +424,7 @@ def describe(v: dict) -> str:
     """The CLI's line about the volumes of a stage."""
     if "stored_bytes" in v:
         ratio = v["bytes"] / v["stored_bytes"] if v["bytes"] and v["stored_bytes"] else 0
-        return (f"ramburst: {v['files']} volume(s) compressed with {v['codec']} into zarr arrays (namespace "
+        return (f"{v['files']} volume(s) compressed with {v['codec']} into zarr arrays (namespace "
                 f"{NAMESPACE!r}): {v['bytes'] / 2**20:.1f} MiB -> {v['stored_bytes'] / 2**20:.1f} MiB stored"
                 + (f" ({ratio:.2f}x)" if ratio else "") + f"; {v['skipped']} unchanged")
-    return f"ramburst: {v['files']} volume(s) rebuilt from their arrays, {v['skipped']} unchanged"
+    return f"{v['files']} volume(s) rebuilt from their arrays, {v['skipped']} unchanged"
