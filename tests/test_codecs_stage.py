@@ -277,3 +277,18 @@ def test_item1_run_with_a_lossy_stage_codec_refused_before_deploying(tmp_path):
             "--stage-in", tmp_path / "in", "--stage-codec", "zfp:0.1", "--", "true")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "lossy" in r.stderr, r.stderr
     assert ram_roots(name) == [] and not (tmp_path / name).exists()
+
+
+def test_item1_plain_stage_in_after_a_coded_one_wins_on_stage_out(cluster, tmp_path):
+    """A volume staged with --codec, then changed and staged again without: stage out must give the new
+    file, not rebuild the old one from its array over it."""
+    (tmp_path / "src").mkdir()
+    f = tmp_path / "src" / "m.npy"
+    np.save(f, volume_like((8, 16, 16), "uint16", seed=1))
+    assert stage(cluster, "in", f, "--to", "pool:cmix", "--codec", "volume").returncode == 0
+    np.save(f, volume_like((8, 16, 16), "uint16", seed=2))
+    r = stage(cluster, "in", f, "--to", "pool:cmix")
+    assert r.returncode == 0, r.stderr
+    r = stage(cluster, "out", "--from", "pool:cmix", tmp_path / "back")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "back" / "m.npy").read_bytes() == f.read_bytes()

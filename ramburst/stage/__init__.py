@@ -78,7 +78,12 @@ def stage_in(cluster, srcs, to: str | None = None, *, comm=None, extent: int = E
     target = cluster_store(cluster, spec)
     rep = _reporter(cluster, "in", target.label, comm, progress, dry_run)
     if coding is None:
-        return _run(Stage("in", Sources(paths), target, target, "in", comm, opt, rep), check)
+        summary = _run(Stage("in", Sources(paths), target, target, "in", comm, opt, rep), check)
+        if not dry_run and not summary.get("errors") and (comm is None or comm.rank == 0):
+            from .compress import forget
+
+            forget(target, paths)  # volumes once staged with --codec now went in as plain files
+        return summary
     return _check(_stage_in_coded(cluster, paths, spec, target, coding, comm, opt, rep), check)
 
 
@@ -93,7 +98,7 @@ def _stage_in_coded(cluster, paths, spec, target, coding, comm, opt, rep) -> dic
                     rep).run()
 
     def put():
-        return compress.stage_in_volumes(cluster, target, spec, volumes, coding, opt.threads, opt.verify,
+        return compress.stage_in_volumes(cluster, target, spec, paths, volumes, coding, opt.threads, opt.verify,
                                          opt.dry_run)
     part = (comm or LocalComm()).agree("stage volumes", put if comm is None or comm.rank == 0 else None)
     return compress.merge(summary, (comm or LocalComm()).bcast(part))

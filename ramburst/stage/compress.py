@@ -297,8 +297,8 @@ def put_volume(group, v: Volume, path: str, coding: Coding, threads: int, verify
             "units_written": units["written"], "units_skipped": units["skipped"]}
 
 
-def stage_in_volumes(cluster, keeper, spec: str, volumes: list[Volume], coding: Coding, threads: int,
-                     verify: bool, dry_run: bool) -> dict:
+def stage_in_volumes(cluster, keeper, spec: str, paths: list[Path], volumes: list[Volume], coding: Coding,
+                     threads: int, verify: bool, dry_run: bool) -> dict:
     """Rank 0's part of `stage in --codec`: every volume in, the list of them beside the stage journal."""
     t0 = time.monotonic()
     root = array_root(spec)
@@ -324,13 +324,21 @@ def stage_in_volumes(cluster, keeper, spec: str, volumes: list[Volume], coding: 
         out["bytes"] += r["bytes"]
         for k in ("stored_bytes", "units_written", "units_skipped"):
             out[k] += r[k]
-    if out["arrays"]:
-        meta = keeper.meta_get(STATE)
-        files = meta.get("files", {})
-        files.update(out["arrays"])
-        keeper.meta_put(STATE, {"namespace": NAMESPACE, "files": files})
+    forget(keeper, paths, {v.rel for v in volumes}, out["arrays"])
     out["seconds"] = round(time.monotonic() - t0, 3)
     return out
+
+
+def forget(keeper, paths: list[Path], volumes: set[str] = frozenset(), arrays: dict | None = None) -> None:
+    """Keep the list of staged volumes true: a file under these SRCs that went in as a plain file this
+    time (not among `volumes`) no longer comes back from its old array; `arrays` are added."""
+    meta = keeper.meta_get(STATE)
+    files = meta.get("files", {})
+    tops = {p.name for p in paths}
+    kept = {rel: a for rel, a in files.items() if rel.split("/", 1)[0] not in tops or rel in volumes}
+    kept.update(arrays or {})
+    if kept != files:
+        keeper.meta_put(STATE, {"namespace": NAMESPACE, "files": kept})
 
 
 # -- stage out --------------------------------------------------------------------------------------------------
