@@ -144,6 +144,10 @@ def test_item1_stage_in_codec_round_trip_byte_identical_and_smaller(cluster, tmp
     tree, vol = make_volumes(tmp_path / "src")
     before = snapshot(tree.parent)
     prefix = f"cin-{codec}"
+    dry = json.loads(stage(cluster, "in", tree, "--to", f"pool:{prefix}", "--codec", codec, "--dry-run",
+                           "--json").stdout)
+    assert dry["files_total"] == 5 and dry["volumes"]["files_total"] == (3 if codec == "volume" else 4), dry
+    assert keys(cluster.zarr_store(namespace="arrays", read_only=True), prefix) == []
     r = stage(cluster, "in", tree, "--to", f"pool:{prefix}", "--codec", codec, "--json")
     assert r.returncode == 0, r.stderr
     s = json.loads(r.stdout)
