@@ -67,6 +67,15 @@ def summary(r: subprocess.CompletedProcess) -> dict:
     return json.loads(r.stdout)
 
 
+def staged_in_and_out(state: Path, tmp_path: Path, target: str) -> tuple[Path, Path]:
+    """make_tree, stage it in to `target` and out again to a fresh folder: (the tree, the folder)."""
+    tree = make_tree(tmp_path / "src")
+    summary(stage(state, "in", tree, "--to", target, "--json"))
+    dest = tmp_path / "dest"
+    summary(stage(state, "out", dest, "--from", target, "--json"))
+    return tree, dest
+
+
 def up(*args) -> subprocess.CompletedProcess:
     """`ramburst up`, waiting while other test runs on this shared machine hold the RAM."""
     deadline = time.monotonic() + 300
@@ -161,10 +170,7 @@ def test_item_kill9_then_resume_copies_only_the_rest(inst, tmp_path):
 
 def test_item_bit_flip_and_truncation_at_destination_detected(inst, tmp_path):
     state, _ = inst
-    tree = make_tree(tmp_path / "src")
-    summary(stage(state, "in", tree, "--to", "fs:/verify", "--json"))
-    dest = tmp_path / "dest"
-    summary(stage(state, "out", dest, "--from", "fs:/verify", "--json"))
+    tree, dest = staged_in_and_out(state, tmp_path, "fs:/verify")
     big, small = dest / "tree" / "big.bin", dest / "tree" / "sub" / "s20.dat"
     with open(big, "r+b") as f:      # one bit, in the middle of the third extent
         f.seek(17 * MiB + 5)
@@ -294,10 +300,7 @@ def test_item_run_time_limit_stages_out_before_down(tmp_path):
 
 def test_item_delete_mirrors_deletions_only_when_asked(inst, tmp_path):
     state, mnt = inst
-    tree = make_tree(tmp_path / "src")
-    summary(stage(state, "in", tree, "--to", "fs:/del", "--json"))
-    dest = tmp_path / "dest"
-    summary(stage(state, "out", dest, "--from", "fs:/del", "--json"))
+    tree, dest = staged_in_and_out(state, tmp_path, "fs:/del")
     (mnt / "del" / "tree" / "sub" / "s1.dat").unlink()     # the job removed a file and a folder
     shutil.rmtree(mnt / "del" / "tree" / "sub" / "deep")
     dry = summary(stage(state, "out", dest, "--from", "fs:/del", "--delete", "--dry-run", "--json"))
