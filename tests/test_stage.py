@@ -76,6 +76,26 @@ def staged_in_and_out(state: Path, tmp_path: Path, target: str) -> tuple[Path, P
     return tree, dest
 
 
+def kill9_when_done(args: list[str], env: dict, state: Path, direction: str, target: str, nbytes: int) -> None:
+    """Start the stage `args` and kill -9 it once its progress file says `nbytes` are copied."""
+    p = subprocess.Popen(args, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    progress = Layout(state).stage_progress
+    try:
+        while True:
+            assert time.monotonic() < deadline and p.poll() is None, "stage ended before it could be killed"
+            try:
+                doc = json.loads(progress.read_text())
+            except (OSError, ValueError):
+                doc = {}
+            if doc.get("direction") == direction and doc.get("target") == target and doc["bytes_done"] >= nbytes:
+                break
+            time.sleep(0.1)
+    finally:
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+
+
 def up(*args) -> subprocess.CompletedProcess:
     """`ramburst up`, waiting while other test runs on this shared machine hold the RAM."""
     deadline = time.monotonic() + 300
@@ -143,20 +163,7 @@ def test_item_kill9_then_resume_copies_only_the_rest(inst, tmp_path):
     env = {"RAMBURST_STAGE_DELAY": "0.1"}
     args = [RAMBURST, "stage", "in", str(src), "--to", "pool:resume", "--state-dir", str(state), "--extent", "1M",
             "--threads", "1"]
-    p = subprocess.Popen(args, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    progress = Layout(state).stage_progress
-    while True:
-        assert time.monotonic() < deadline and p.poll() is None, "stage ended before it could be killed"
-        try:
-            doc = json.loads(progress.read_text())
-        except (OSError, ValueError):
-            doc = {}
-        if doc.get("direction") == "in" and doc.get("target") == "pool:resume/" and doc["bytes_done"] >= total // 3:
-            break
-        time.sleep(0.1)
-    p.send_signal(signal.SIGKILL)
-    p.wait()
+    kill9_when_done(args, env, state, "in", "pool:resume/", total // 3)
     dry = summary(cli("stage", "in", src, "--to", "pool:resume", "--state-dir", state, "--extent", "1M",
                       "--dry-run", "--json"))
     assert 0 < dry["bytes_total"] < total - total // 3 + 2 * MiB
@@ -167,6 +174,34 @@ def test_item_kill9_then_resume_copies_only_the_rest(inst, tmp_path):
     summary(cli("stage", "out", dest, "--from", "pool:resume", "--state-dir", state, "--extent", "1M", "--json"))
     assert snapshot(dest) == snapshot(src.parent)
 
+
+def test_item2_stage_out_kill9_then_resume_copies_only_the_rest(inst, tmp_path):
+    state, _ = inst
+    src = tmp_path / "src" / "many"
+    src.mkdir(parents=True)
+    for i in range(40):
+        (src / f"f{i:02d}").write_bytes(os.urandom(MiB))
+    (src / "large").write_bytes(os.urandom(32 * MiB))
+    total = 72 * MiB
+    common = ["--from", "pool:outresume", "--state-dir", str(state), "--extent", "1M"]
+    summary(cli("stage", "in", src, "--to", "pool:outresume", *common[2:], "--json"))
+    dest = tmp_path / "dest"
+    # killed part-way through the large file (its extents are handed out first)
+    kill9_when_done([RAMBURST, "stage", "out", str(dest), *common, "--threads", "1"],
+                    {"RAMBURST_STAGE_DELAY": "0.1"}, state, "out", str(dest), 8 * MiB)
+    assert (dest / "many" / ".large.rbstage-tmp").exists() and not (dest / "many" / "large").exists()
+    finals = [p for p in dest.rglob("*") if p.is_file() and not p.name.endswith(".rbstage-tmp")]
+    assert all(p.read_bytes() == (src.parent / p.relative_to(dest)).read_bytes() for p in finals)
+    dry = summary(cli("stage", "out", dest, *common, "--dry-run", "--json"))
+    assert 40 * MiB < dry["bytes_total"] < total - 8 * MiB + 2 * MiB   # journaled extents are not copied again
+    rest = summary(cli("stage", "out", dest, *common, "--json"))
+    assert rest["bytes"] == dry["bytes_total"] and rest["errors"] == []
+    assert rest["extents_copied"] == rest["bytes"] // MiB  # 1 MiB extents: the count of what was copied
+    assert rest["skipped_files"] == 41 - dry["files_total"]
+    assert not list(dest.rglob("*.rbstage-tmp"))
+    assert snapshot(dest) == snapshot(src.parent)
+    again = summary(cli("stage", "out", dest, *common, "--json"))
+    assert again["bytes"] == 0 and again["skipped_files"] == 41
 
 def test_item_bit_flip_and_truncation_at_destination_detected(inst, tmp_path):
     state, _ = inst
