@@ -203,6 +203,87 @@ def test_item2_stage_out_kill9_then_resume_copies_only_the_rest(inst, tmp_path):
     again = summary(cli("stage", "out", dest, *common, "--json"))
     assert again["bytes"] == 0 and again["skipped_files"] == 41
 
+def open_uploads(state: Path, bucket: str, prefix: str) -> list[str]:
+    """The keys of the multipart uploads begun and neither completed nor aborted in `bucket` under `prefix`."""
+    cluster = ramburst.attach(state_dir=state)
+    try:
+        r = cluster.s3_client().list_multipart_uploads(Bucket=bucket, Prefix=prefix)
+    finally:
+        cluster.close()
+    return sorted(u["Key"] for u in r.get("Uploads", []))
+
+
+def two_large_files(root: Path) -> Path:
+    src = root / "two"
+    src.mkdir(parents=True)
+    (src / "a.bin").write_bytes(os.urandom(20 * MiB))
+    (src / "b.bin").write_bytes(os.urandom(20 * MiB))
+    (src / "small").write_bytes(b"small\n")
+    return src
+
+
+def test_item3_s3_killed_then_replaced_upload_is_aborted_on_resume(inst, tmp_path):
+    state, _ = inst
+    src = two_large_files(tmp_path / "src")
+    args = ["stage", "in", str(src), "--to", "s3://mpu/killed", "--state-dir", str(state), "--extent", "5M"]
+    kill9_when_done([RAMBURST, *args, "--threads", "1"], {"RAMBURST_STAGE_DELAY": "0.2"}, state, "in",
+                    "s3://mpu/killed/", 5 * MiB)
+    assert open_uploads(state, "mpu", "killed/") == ["killed/two/a.bin", "killed/two/b.bin"]
+    (src / "a.bin").write_bytes(os.urandom(20 * MiB))   # replaced before the re-run: its upload is stale
+    rest = summary(cli(*args, "--json"))
+    assert rest["errors"] == [] and rest["files"] == 3
+    assert open_uploads(state, "mpu", "killed/") == []
+    dest = tmp_path / "dest"
+    summary(cli("stage", "out", dest, "--from", "s3://mpu/killed", "--state-dir", state, "--extent", "5M", "--json"))
+    assert snapshot(dest) == snapshot(src.parent)
+
+
+def test_item3_s3_failure_mid_upload_aborts_its_uploads_and_resume_completes(inst, tmp_path):
+    state, _ = inst
+    src = two_large_files(tmp_path / "src")
+    args = [RAMBURST, "stage", "in", str(src), "--to", "s3://mpu/failed", "--state-dir", str(state), "--extent", "5M"]
+    p = subprocess.Popen([*args, "--threads", "1"], env={**os.environ, "RAMBURST_STAGE_DELAY": "0.2"},
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:   # another client aborts b.bin's upload while a.bin's parts go up: the stage fails mid-upload
+        cluster = ramburst.attach(state_dir=state)
+        s3 = cluster.s3_client()
+        deadline = time.monotonic() + 120
+        while True:
+            assert p.poll() is None and time.monotonic() < deadline, p.communicate()
+            ups = s3.list_multipart_uploads(Bucket="mpu", Prefix="failed/").get("Uploads", [])
+            b = [u for u in ups if u["Key"].endswith("b.bin")]
+            if b:
+                break
+            time.sleep(0.05)
+        s3.abort_multipart_upload(Bucket="mpu", Key=b[0]["Key"], UploadId=b[0]["UploadId"])
+        cluster.close()
+        out, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    assert p.returncode == 1, err
+    assert "NoSuchUpload" in err and "run the same command again" in err, err
+    assert open_uploads(state, "mpu", "failed/") == []
+    rest = summary(cli(*args[1:], "--json"))
+    assert rest["errors"] == [] and open_uploads(state, "mpu", "failed/") == []
+    dest = tmp_path / "dest"
+    summary(cli("stage", "out", dest, "--from", "s3://mpu/failed", "--state-dir", state, "--extent", "5M", "--json"))
+    assert snapshot(dest) == snapshot(src.parent)
+
+
+def test_item3_s3_unreadable_large_file_leaves_no_upload(inst, tmp_path):
+    state, _ = inst
+    src = two_large_files(tmp_path / "src")
+    os.chmod(src / "b.bin", 0)
+    # root reads anything: drop the two capabilities that let it, as for an ordinary user
+    r = subprocess.run(["setpriv", "--bounding-set", "-dac_override,-dac_read_search", RAMBURST, "stage", "in",
+                        str(src), "--to", "s3://mpu/unreadable", "--state-dir", str(state), "--extent", "5M"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and f"{src}/b.bin: Permission denied" in r.stderr, r.stderr
+    assert open_uploads(state, "mpu", "unreadable/") == []
+
+
 def test_item_bit_flip_and_truncation_at_destination_detected(inst, tmp_path):
     state, _ = inst
     tree, dest = staged_in_and_out(state, tmp_path, "fs:/verify")
