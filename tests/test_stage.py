@@ -19,6 +19,8 @@ from conftest import RAMBURST, assert_nothing_left, cli, unique_name
 
 pytestmark = pytest.mark.ceph
 MiB = 2**20
+# root reads anything: drop the two capabilities that let it, as for an ordinary user
+NO_ROOT_READS = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
 EXT = "8M"   # small extents so that a 20 MiB file is split (S3 parts are at least 5 MiB)
 
 
@@ -74,6 +76,16 @@ def staged_in_and_out(state: Path, tmp_path: Path, target: str) -> tuple[Path, P
     dest = tmp_path / "dest"
     summary(stage(state, "out", dest, "--from", target, "--json"))
     return tree, dest
+
+
+def many_files(root: Path, large: int) -> Path:
+    """root/many: 40 files of 1 MiB and one of `large` bytes (41 files), for the kill -9 tests."""
+    src = root / "many"
+    src.mkdir(parents=True)
+    for i in range(40):
+        (src / f"f{i:02d}").write_bytes(os.urandom(MiB))
+    (src / "large").write_bytes(os.urandom(large))
+    return src
 
 
 def kill9_when_done(args: list[str], env: dict, state: Path, direction: str, target: str, nbytes: int) -> None:
@@ -154,11 +166,7 @@ def test_item_round_trip_byte_identical(inst, tmp_path, target):
 
 def test_item_kill9_then_resume_copies_only_the_rest(inst, tmp_path):
     state, _ = inst
-    src = tmp_path / "src" / "many"
-    src.mkdir(parents=True)
-    for i in range(40):
-        (src / f"f{i:02d}").write_bytes(os.urandom(MiB))
-    (src / "large").write_bytes(os.urandom(24 * MiB))
+    src = many_files(tmp_path / "src", 24 * MiB)
     total = 64 * MiB
     env = {"RAMBURST_STAGE_DELAY": "0.1"}
     args = [RAMBURST, "stage", "in", str(src), "--to", "pool:resume", "--state-dir", str(state), "--extent", "1M",
@@ -177,11 +185,7 @@ def test_item_kill9_then_resume_copies_only_the_rest(inst, tmp_path):
 
 def test_item2_stage_out_kill9_then_resume_copies_only_the_rest(inst, tmp_path):
     state, _ = inst
-    src = tmp_path / "src" / "many"
-    src.mkdir(parents=True)
-    for i in range(40):
-        (src / f"f{i:02d}").write_bytes(os.urandom(MiB))
-    (src / "large").write_bytes(os.urandom(32 * MiB))
+    src = many_files(tmp_path / "src", 32 * MiB)
     total = 72 * MiB
     common = ["--from", "pool:outresume", "--state-dir", str(state), "--extent", "1M"]
     summary(cli("stage", "in", src, "--to", "pool:outresume", *common[2:], "--json"))
@@ -222,6 +226,18 @@ def two_large_files(root: Path) -> Path:
     return src
 
 
+def rerun_leaves_no_upload(state: Path, args: list, prefix: str, src: Path, tmp_path: Path) -> dict:
+    """Run the stage-in `args` (into s3://mpu/PREFIX) again: no error, no open upload left, and
+    the bucket's tree staged out is `src`'s, byte for byte. Returns the re-run's summary."""
+    rest = summary(cli(*args, "--json"))
+    assert rest["errors"] == [] and open_uploads(state, "mpu", prefix + "/") == []
+    dest = tmp_path / "dest"
+    summary(cli("stage", "out", dest, "--from", f"s3://mpu/{prefix}", "--state-dir", state, "--extent", "5M",
+                "--json"))
+    assert snapshot(dest) == snapshot(src.parent)
+    return rest
+
+
 def test_item3_s3_killed_then_replaced_upload_is_aborted_on_resume(inst, tmp_path):
     state, _ = inst
     src = two_large_files(tmp_path / "src")
@@ -230,12 +246,8 @@ def test_item3_s3_killed_then_replaced_upload_is_aborted_on_resume(inst, tmp_pat
                     "s3://mpu/killed/", 5 * MiB)
     assert open_uploads(state, "mpu", "killed/") == ["killed/two/a.bin", "killed/two/b.bin"]
     (src / "a.bin").write_bytes(os.urandom(20 * MiB))   # replaced before the re-run: its upload is stale
-    rest = summary(cli(*args, "--json"))
-    assert rest["errors"] == [] and rest["files"] == 3
-    assert open_uploads(state, "mpu", "killed/") == []
-    dest = tmp_path / "dest"
-    summary(cli("stage", "out", dest, "--from", "s3://mpu/killed", "--state-dir", state, "--extent", "5M", "--json"))
-    assert snapshot(dest) == snapshot(src.parent)
+    rest = rerun_leaves_no_upload(state, args, "killed", src, tmp_path)
+    assert rest["files"] == 3
 
 
 def test_item3_s3_failure_mid_upload_aborts_its_uploads_and_resume_completes(inst, tmp_path):
@@ -265,20 +277,15 @@ def test_item3_s3_failure_mid_upload_aborts_its_uploads_and_resume_completes(ins
     assert p.returncode == 1, err
     assert "NoSuchUpload" in err and "run the same command again" in err, err
     assert open_uploads(state, "mpu", "failed/") == []
-    rest = summary(cli(*args[1:], "--json"))
-    assert rest["errors"] == [] and open_uploads(state, "mpu", "failed/") == []
-    dest = tmp_path / "dest"
-    summary(cli("stage", "out", dest, "--from", "s3://mpu/failed", "--state-dir", state, "--extent", "5M", "--json"))
-    assert snapshot(dest) == snapshot(src.parent)
+    rerun_leaves_no_upload(state, args[1:], "failed", src, tmp_path)
 
 
 def test_item3_s3_unreadable_large_file_leaves_no_upload(inst, tmp_path):
     state, _ = inst
     src = two_large_files(tmp_path / "src")
     os.chmod(src / "b.bin", 0)
-    # root reads anything: drop the two capabilities that let it, as for an ordinary user
-    r = subprocess.run(["setpriv", "--bounding-set", "-dac_override,-dac_read_search", RAMBURST, "stage", "in",
-                        str(src), "--to", "s3://mpu/unreadable", "--state-dir", str(state), "--extent", "5M"],
+    r = subprocess.run([*NO_ROOT_READS, RAMBURST, "stage", "in", str(src), "--to", "s3://mpu/unreadable",
+                        "--state-dir", str(state), "--extent", "5M"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 1 and f"{src}/b.bin: Permission denied" in r.stderr, r.stderr
     assert open_uploads(state, "mpu", "unreadable/") == []
@@ -338,9 +345,8 @@ def test_item_permission_denied_listed_rest_staged(inst, tmp_path):
     state, _ = inst
     tree = make_tree(tmp_path / "src")
     os.chmod(tree / "sub" / "s9.dat", 0)
-    # root reads anything: drop the two capabilities that let it, as for an ordinary user
-    r = subprocess.run(["setpriv", "--bounding-set", "-dac_override,-dac_read_search", RAMBURST, "stage", "in",
-                        str(tree), "--to", "pool:perm", "--state-dir", str(state), "--extent", EXT],
+    r = subprocess.run([*NO_ROOT_READS, RAMBURST, "stage", "in", str(tree), "--to", "pool:perm",
+                        "--state-dir", str(state), "--extent", EXT],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 1, r.stderr
     assert f"{tree}/sub/s9.dat: Permission denied" in r.stderr
