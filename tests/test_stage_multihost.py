@@ -97,6 +97,7 @@ def test_item1_run_mpi_stages_in_and_out_on_every_rank_within_a_time_limit(hosts
         m = re.search(rf"staged {direction} .*per rank ([\d./]+) MiB", err)
         assert m, err
         share = [float(x) for x in m.group(1).split("/")]
+        print(m.group(0))
         assert len(share) == 3 and min(share) > 0, m.group(0)
         assert max(share) - min(share) <= 0.10 * sum(share) / 3, m.group(0)
     assert err.index("staged out") < err.index("everything removed"), err
