@@ -27,15 +27,22 @@ class ProcessRecord:
         return cls(**data)
 
     def process(self) -> psutil.Process | None:
-        """The live process this record names, or None if it has gone (or the pid was reused)."""
+        """The live process this record names, or None if it has gone (or the pid was reused).
+
+        Gone means every thread has ended, so its sockets and RAM files are closed. A killed
+        daemon's main thread often ends first: it then reads as a zombie with no command line
+        while its other threads still hold the listening port; the start time alone names it."""
         try:
             p = psutil.Process(self.pid)
             if abs(p.create_time() - self.create_time) > 0.05:
                 return None
-            if p.status() == psutil.STATUS_ZOMBIE:
+            if not threads_running(self.pid):
                 return None
-            cmd = p.cmdline()
-            if not cmd or os.path.basename(cmd[0]) != os.path.basename(self.exe) or self.conf not in cmd:
+            try:
+                cmd = p.cmdline()
+            except psutil.ZombieProcess:
+                cmd = []  # the main thread has ended, others have not: ours, still exiting
+            if cmd and (os.path.basename(cmd[0]) != os.path.basename(self.exe) or self.conf not in cmd):
                 return None
             return p
         except (psutil.NoSuchProcess, psutil.AccessDenied):
@@ -43,6 +50,24 @@ class ProcessRecord:
 
     def alive(self) -> bool:
         return self.process() is not None
+
+
+def threads_running(pid: int) -> bool:
+    """Whether any thread of `pid` has not ended yet (a thread ends, closing what it shares
+    with the others only when it is the last, before it turns zombie)."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        if state not in ("Z", "X"):
+            return True
+    return False
 
 
 def stop_processes(records: list[ProcessRecord], timeout: float = Timeouts.PROCESSES_GONE) -> list[str]:

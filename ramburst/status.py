@@ -110,6 +110,8 @@ def check_daemon(record, host, state_dir: Path, inst: Instance, timeout: float) 
         status = proc.status()
     except psutil.Error:
         return "dead", f"process {record.pid} is gone (killed, crashed or exited)"
+    if status == psutil.STATUS_ZOMBIE:  # its main thread has ended; the rest is on its way out
+        return "dead", f"process {record.pid} is exiting (killed, crashed or exited)"
     if status in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP):
         return "stopped", (f"process {record.pid} is stopped (SIGSTOP or a debugger) and serves nothing; "
                            f"kill -CONT {record.pid} resumes it")

@@ -171,3 +171,12 @@ def throwaway_user(name: str):
         with contextlib.suppress(KeyError):
             kill_processes_of(pwd.getpwnam(name).pw_uid)
         subprocess.run(["userdel", "-r", name], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def hosts(tmp_path_factory):
+    """Three simulated hosts (tests/netns.py) for one module: the machine-wide lock is held until
+    the module ends, so keep such modules short."""
+    import netns
+
+    yield from netns.hosts_fixture(3, tmp_path_factory.mktemp("netns"))

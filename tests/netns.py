@@ -16,6 +16,8 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 PREFIX = "rbmh"
 BRIDGE = f"{PREFIX}-br"
 SUBNET = "10.77.0.0/24"
@@ -76,6 +78,12 @@ def remove_network(prefix: str, tag: str) -> None:
         hosts.write_text(kept)
 
 
+def marks() -> list:
+    """`pytestmark` of a module on simulated hosts: it runs Ceph, and is skipped where hosts cannot be made."""
+    why = available()
+    return [pytest.mark.ceph] + ([pytest.mark.skip(reason=f"simulated hosts unavailable: {why}")] if why else [])
+
+
 def hosts_fixture(count: int, folder: Path) -> Iterator[Hosts]:
     """Body of a module-scoped fixture: `count` simulated hosts, machine-wide exclusive, always
     removed (create() runs inside, so a set-up that fails half-way is removed too)."""
@@ -122,6 +130,12 @@ class Hosts:
 
     def mpirun(self, *args: str, hosts: int | None = None, env: dict | None = None,
                timeout: float = 300) -> subprocess.CompletedProcess:
+        return subprocess.run(**self.mpirun_args(*args, hosts=hosts, env=env), capture_output=True, text=True,
+                              timeout=timeout)
+
+    def mpirun_args(self, *args: str, hosts: int | None = None, env: dict | None = None) -> dict:
+        """The `args` and `env` of subprocess.run/Popen for mpirun ARGS on the first `hosts` hosts
+        (Popen: a test that signals the ranks while they run)."""
         names = self.names[:hosts] if hosts else self.names
         cmd = ["mpirun", "--allow-run-as-root", "--mca", "plm_rsh_agent", str(self.agent),
                "-H", ",".join(names), "-np", str(len(names)),
@@ -129,7 +143,7 @@ class Hosts:
                "--mca", "btl_tcp_if_include", SUBNET, "--mca", "routed", "direct", *args]
         full_env = {**os.environ, "PMIX_MCA_gds": "hash", "OMPI_MCA_rmaps_base_oversubscribe": "1",
                     **(env or {})}
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env)
+        return {"args": cmd, "env": full_env}
 
     def run_in(self, host: str, *args: str, env: dict | None = None, timeout: float = 120):
         return subprocess.run(["nsenter", f"--net=/var/run/netns/{host}", *args], capture_output=True,

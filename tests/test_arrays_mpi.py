@@ -15,19 +15,11 @@ from conftest import RAMBURST, unique_name
 pytest.importorskip("zarr")
 pytest.importorskip("mpi4py")
 
-pytestmark = pytest.mark.ceph
-why_not = netns.available()
-if why_not:
-    pytestmark = [pytest.mark.ceph, pytest.mark.skip(reason=f"simulated hosts unavailable: {why_not}")]
+pytestmark = netns.marks()
 
 PY = str(Path(RAMBURST).with_name("python"))
 JOB = str(Path(__file__).with_name("arrays_mpi_job.py"))
 BENCH = str(Path(__file__).with_name("arrays_mpi_bench.py"))
-
-
-@pytest.fixture(scope="module")
-def hosts(tmp_path_factory):
-    yield from netns.hosts_fixture(3, tmp_path_factory.mktemp("netns"))
 
 
 def test_item_mpi_load_apply_map_blocks_and_agreed_errors_on_three_hosts(hosts, tmp_path):

@@ -12,17 +12,9 @@ import pytest
 import netns
 from conftest import RAMBURST, assert_nothing_left, unique_name
 
-pytestmark = pytest.mark.ceph
-why_not = netns.available()
-if why_not:
-    pytestmark = [pytest.mark.ceph, pytest.mark.skip(reason=f"simulated hosts unavailable: {why_not}")]
+pytestmark = netns.marks()
 
 PY = str(Path(RAMBURST).with_name("python"))
-
-
-@pytest.fixture(scope="module")
-def hosts(tmp_path_factory):
-    yield from netns.hosts_fixture(3, tmp_path_factory.mktemp("netns"))
 
 
 def check_gone(name: str, state: Path, mounts: list[Path] = ()) -> None:

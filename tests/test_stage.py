@@ -19,6 +19,8 @@ from conftest import RAMBURST, assert_nothing_left, cli, unique_name
 
 pytestmark = pytest.mark.ceph
 MiB = 2**20
+# root reads anything: drop the two capabilities that let it, as for an ordinary user
+NO_ROOT_READS = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
 EXT = "8M"   # small extents so that a 20 MiB file is split (S3 parts are at least 5 MiB)
 
 
@@ -65,6 +67,45 @@ def stage(state: Path, *args, env=None, timeout=300) -> subprocess.CompletedProc
 def summary(r: subprocess.CompletedProcess) -> dict:
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)
+
+
+def staged_in_and_out(state: Path, tmp_path: Path, target: str) -> tuple[Path, Path]:
+    """make_tree, stage it in to `target` and out again to a fresh folder: (the tree, the folder)."""
+    tree = make_tree(tmp_path / "src")
+    summary(stage(state, "in", tree, "--to", target, "--json"))
+    dest = tmp_path / "dest"
+    summary(stage(state, "out", dest, "--from", target, "--json"))
+    return tree, dest
+
+
+def many_files(root: Path, large: int) -> Path:
+    """root/many: 40 files of 1 MiB and one of `large` bytes (41 files), for the kill -9 tests."""
+    src = root / "many"
+    src.mkdir(parents=True)
+    for i in range(40):
+        (src / f"f{i:02d}").write_bytes(os.urandom(MiB))
+    (src / "large").write_bytes(os.urandom(large))
+    return src
+
+
+def kill9_when_done(args: list[str], env: dict, state: Path, direction: str, target: str, nbytes: int) -> None:
+    """Start the stage `args` and kill -9 it once its progress file says `nbytes` are copied."""
+    p = subprocess.Popen(args, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    progress = Layout(state).stage_progress
+    try:
+        while True:
+            assert time.monotonic() < deadline and p.poll() is None, "stage ended before it could be killed"
+            try:
+                doc = json.loads(progress.read_text())
+            except (OSError, ValueError):
+                doc = {}
+            if doc.get("direction") == direction and doc.get("target") == target and doc["bytes_done"] >= nbytes:
+                break
+            time.sleep(0.1)
+    finally:
+        p.send_signal(signal.SIGKILL)
+        p.wait()
 
 
 def up(*args) -> subprocess.CompletedProcess:
@@ -125,29 +166,12 @@ def test_item_round_trip_byte_identical(inst, tmp_path, target):
 
 def test_item_kill9_then_resume_copies_only_the_rest(inst, tmp_path):
     state, _ = inst
-    src = tmp_path / "src" / "many"
-    src.mkdir(parents=True)
-    for i in range(40):
-        (src / f"f{i:02d}").write_bytes(os.urandom(MiB))
-    (src / "large").write_bytes(os.urandom(24 * MiB))
+    src = many_files(tmp_path / "src", 24 * MiB)
     total = 64 * MiB
     env = {"RAMBURST_STAGE_DELAY": "0.1"}
     args = [RAMBURST, "stage", "in", str(src), "--to", "pool:resume", "--state-dir", str(state), "--extent", "1M",
             "--threads", "1"]
-    p = subprocess.Popen(args, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    progress = Layout(state).stage_progress
-    while True:
-        assert time.monotonic() < deadline and p.poll() is None, "stage ended before it could be killed"
-        try:
-            doc = json.loads(progress.read_text())
-        except (OSError, ValueError):
-            doc = {}
-        if doc.get("direction") == "in" and doc.get("target") == "pool:resume/" and doc["bytes_done"] >= total // 3:
-            break
-        time.sleep(0.1)
-    p.send_signal(signal.SIGKILL)
-    p.wait()
+    kill9_when_done(args, env, state, "in", "pool:resume/", total // 3)
     dry = summary(cli("stage", "in", src, "--to", "pool:resume", "--state-dir", state, "--extent", "1M",
                       "--dry-run", "--json"))
     assert 0 < dry["bytes_total"] < total - total // 3 + 2 * MiB
@@ -159,12 +183,117 @@ def test_item_kill9_then_resume_copies_only_the_rest(inst, tmp_path):
     assert snapshot(dest) == snapshot(src.parent)
 
 
+def test_item2_stage_out_kill9_then_resume_copies_only_the_rest(inst, tmp_path):
+    state, _ = inst
+    src = many_files(tmp_path / "src", 32 * MiB)
+    total = 72 * MiB
+    common = ["--from", "pool:outresume", "--state-dir", str(state), "--extent", "1M"]
+    summary(cli("stage", "in", src, "--to", "pool:outresume", *common[2:], "--json"))
+    dest = tmp_path / "dest"
+    # killed part-way through the large file (its extents are handed out first)
+    kill9_when_done([RAMBURST, "stage", "out", str(dest), *common, "--threads", "1"],
+                    {"RAMBURST_STAGE_DELAY": "0.1"}, state, "out", str(dest), 8 * MiB)
+    assert (dest / "many" / ".large.rbstage-tmp").exists() and not (dest / "many" / "large").exists()
+    finals = [p for p in dest.rglob("*") if p.is_file() and not p.name.endswith(".rbstage-tmp")]
+    assert all(p.read_bytes() == (src.parent / p.relative_to(dest)).read_bytes() for p in finals)
+    dry = summary(cli("stage", "out", dest, *common, "--dry-run", "--json"))
+    assert 40 * MiB < dry["bytes_total"] < total - 8 * MiB + 2 * MiB   # journaled extents are not copied again
+    rest = summary(cli("stage", "out", dest, *common, "--json"))
+    assert rest["bytes"] == dry["bytes_total"] and rest["errors"] == []
+    assert rest["extents_copied"] == rest["bytes"] // MiB  # 1 MiB extents: the count of what was copied
+    assert rest["skipped_files"] == 41 - dry["files_total"]
+    assert not list(dest.rglob("*.rbstage-tmp"))
+    assert snapshot(dest) == snapshot(src.parent)
+    again = summary(cli("stage", "out", dest, *common, "--json"))
+    assert again["bytes"] == 0 and again["skipped_files"] == 41
+
+def open_uploads(state: Path, bucket: str, prefix: str) -> list[str]:
+    """The keys of the multipart uploads begun and neither completed nor aborted in `bucket` under `prefix`."""
+    cluster = ramburst.attach(state_dir=state)
+    try:
+        r = cluster.s3_client().list_multipart_uploads(Bucket=bucket, Prefix=prefix)
+    finally:
+        cluster.close()
+    return sorted(u["Key"] for u in r.get("Uploads", []))
+
+
+def two_large_files(root: Path) -> Path:
+    src = root / "two"
+    src.mkdir(parents=True)
+    (src / "a.bin").write_bytes(os.urandom(20 * MiB))
+    (src / "b.bin").write_bytes(os.urandom(20 * MiB))
+    (src / "small").write_bytes(b"small\n")
+    return src
+
+
+def rerun_leaves_no_upload(state: Path, args: list, prefix: str, src: Path, tmp_path: Path) -> dict:
+    """Run the stage-in `args` (into s3://mpu/PREFIX) again: no error, no open upload left, and
+    the bucket's tree staged out is `src`'s, byte for byte. Returns the re-run's summary."""
+    rest = summary(cli(*args, "--json"))
+    assert rest["errors"] == [] and open_uploads(state, "mpu", prefix + "/") == []
+    dest = tmp_path / "dest"
+    summary(cli("stage", "out", dest, "--from", f"s3://mpu/{prefix}", "--state-dir", state, "--extent", "5M",
+                "--json"))
+    assert snapshot(dest) == snapshot(src.parent)
+    return rest
+
+
+def test_item3_s3_killed_then_replaced_upload_is_aborted_on_resume(inst, tmp_path):
+    state, _ = inst
+    src = two_large_files(tmp_path / "src")
+    args = ["stage", "in", str(src), "--to", "s3://mpu/killed", "--state-dir", str(state), "--extent", "5M"]
+    kill9_when_done([RAMBURST, *args, "--threads", "1"], {"RAMBURST_STAGE_DELAY": "0.2"}, state, "in",
+                    "s3://mpu/killed/", 5 * MiB)
+    assert open_uploads(state, "mpu", "killed/") == ["killed/two/a.bin", "killed/two/b.bin"]
+    (src / "a.bin").write_bytes(os.urandom(20 * MiB))   # replaced before the re-run: its upload is stale
+    rest = rerun_leaves_no_upload(state, args, "killed", src, tmp_path)
+    assert rest["files"] == 3
+
+
+def test_item3_s3_failure_mid_upload_aborts_its_uploads_and_resume_completes(inst, tmp_path):
+    state, _ = inst
+    src = two_large_files(tmp_path / "src")
+    args = [RAMBURST, "stage", "in", str(src), "--to", "s3://mpu/failed", "--state-dir", str(state), "--extent", "5M"]
+    p = subprocess.Popen([*args, "--threads", "1"], env={**os.environ, "RAMBURST_STAGE_DELAY": "0.2"},
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:   # another client aborts b.bin's upload while a.bin's parts go up: the stage fails mid-upload
+        cluster = ramburst.attach(state_dir=state)
+        s3 = cluster.s3_client()
+        deadline = time.monotonic() + 120
+        while True:
+            assert p.poll() is None and time.monotonic() < deadline, p.communicate()
+            ups = s3.list_multipart_uploads(Bucket="mpu", Prefix="failed/").get("Uploads", [])
+            b = [u for u in ups if u["Key"].endswith("b.bin")]
+            if b:
+                break
+            time.sleep(0.05)
+        s3.abort_multipart_upload(Bucket="mpu", Key=b[0]["Key"], UploadId=b[0]["UploadId"])
+        cluster.close()
+        out, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    assert p.returncode == 1, err
+    assert "NoSuchUpload" in err and "run the same command again" in err, err
+    assert open_uploads(state, "mpu", "failed/") == []
+    rerun_leaves_no_upload(state, args[1:], "failed", src, tmp_path)
+
+
+def test_item3_s3_unreadable_large_file_leaves_no_upload(inst, tmp_path):
+    state, _ = inst
+    src = two_large_files(tmp_path / "src")
+    os.chmod(src / "b.bin", 0)
+    r = subprocess.run([*NO_ROOT_READS, RAMBURST, "stage", "in", str(src), "--to", "s3://mpu/unreadable",
+                        "--state-dir", str(state), "--extent", "5M"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and f"{src}/b.bin: Permission denied" in r.stderr, r.stderr
+    assert open_uploads(state, "mpu", "unreadable/") == []
+
+
 def test_item_bit_flip_and_truncation_at_destination_detected(inst, tmp_path):
     state, _ = inst
-    tree = make_tree(tmp_path / "src")
-    summary(stage(state, "in", tree, "--to", "fs:/verify", "--json"))
-    dest = tmp_path / "dest"
-    summary(stage(state, "out", dest, "--from", "fs:/verify", "--json"))
+    tree, dest = staged_in_and_out(state, tmp_path, "fs:/verify")
     big, small = dest / "tree" / "big.bin", dest / "tree" / "sub" / "s20.dat"
     with open(big, "r+b") as f:      # one bit, in the middle of the third extent
         f.seek(17 * MiB + 5)
@@ -216,9 +345,8 @@ def test_item_permission_denied_listed_rest_staged(inst, tmp_path):
     state, _ = inst
     tree = make_tree(tmp_path / "src")
     os.chmod(tree / "sub" / "s9.dat", 0)
-    # root reads anything: drop the two capabilities that let it, as for an ordinary user
-    r = subprocess.run(["setpriv", "--bounding-set", "-dac_override,-dac_read_search", RAMBURST, "stage", "in",
-                        str(tree), "--to", "pool:perm", "--state-dir", str(state), "--extent", EXT],
+    r = subprocess.run([*NO_ROOT_READS, RAMBURST, "stage", "in", str(tree), "--to", "pool:perm",
+                        "--state-dir", str(state), "--extent", EXT],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 1, r.stderr
     assert f"{tree}/sub/s9.dat: Permission denied" in r.stderr
@@ -294,10 +422,7 @@ def test_item_run_time_limit_stages_out_before_down(tmp_path):
 
 def test_item_delete_mirrors_deletions_only_when_asked(inst, tmp_path):
     state, mnt = inst
-    tree = make_tree(tmp_path / "src")
-    summary(stage(state, "in", tree, "--to", "fs:/del", "--json"))
-    dest = tmp_path / "dest"
-    summary(stage(state, "out", dest, "--from", "fs:/del", "--json"))
+    tree, dest = staged_in_and_out(state, tmp_path, "fs:/del")
     (mnt / "del" / "tree" / "sub" / "s1.dat").unlink()     # the job removed a file and a folder
     shutil.rmtree(mnt / "del" / "tree" / "sub" / "deep")
     dry = summary(stage(state, "out", dest, "--from", "fs:/del", "--delete", "--dry-run", "--json"))

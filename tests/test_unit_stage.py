@@ -1,6 +1,7 @@
 """Issue 13 units with no daemon behind them: the journal replay, the plan, the hand-out rule."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from ramburst.stage.handout import Dispatcher
@@ -72,3 +73,50 @@ def test_walk_names_each_src_by_its_basename(tmp_path):
     entries = Sources([tmp_path / "d"]).entries(errors)
     assert [(e.rel, e.kind) for e in entries] == [("d", "d"), ("d/e", "d"), ("d/e/f", "f")] and not errors
     assert Path(entries[2].src) == tmp_path / "d" / "e" / "f"
+
+
+class FakeUploads:
+    """An S3 target's multipart side, as `ramburst.stage.uploads` sees it."""
+
+    def __init__(self, live):
+        self.live, self.aborted, self.journal = dict(live), [], []
+
+    def open_uploads(self):
+        return sorted((key, up) for up, key in self.live.items())
+
+    def abort(self, key, upload):
+        self.aborted.append((key, upload))
+        self.live.pop(upload, None)
+
+    def key(self, rel):
+        return "p/" + rel
+
+    def state_append(self, name, tag, text):
+        self.journal += text.splitlines()
+
+
+def test_uploads_reconcile_aborts_what_is_not_resumed_and_names_what_is_gone():
+    from ramburst.stage.plan import Plan
+    from ramburst.stage.uploads import reconcile
+
+    target = FakeUploads({"U1": "p/a", "OLD": "p/a", "LOST": "p/x"})
+    plan = Plan([], [], [], {}, [], uploads={"a": "U1", "b": "GONE", "c": ""})
+    assert reconcile(target, plan) == ["b"]
+    assert sorted(target.aborted) == [("p/a", "OLD"), ("p/x", "LOST")]
+    assert reconcile(object(), plan) == []  # fs and pool have no multipart uploads
+
+
+def test_uploads_abort_unfinished_spares_completed_files_and_drops_the_rest():
+    from ramburst.stage.model import Entry
+    from ramburst.stage.plan import Plan
+    from ramburst.stage.uploads import abort_unfinished
+
+    entries = [Entry("a", "f", size=3 * MiB), Entry("b", "f", size=3 * MiB), Entry("c", "f", size=3 * MiB)]
+    lines = [record("u", e.rel, e.ident, tok=f"U{e.rel}") for e in entries] + [record("f", "a", entries[0].ident)]
+    done = replay(lines)
+    plan = Plan(entries, [], [0, 1, 2], done, [], uploads={"a": "Ua", "b": "Ub"})
+    target = FakeUploads({"Ub": "p/b", "Uc": "p/c"})
+    abort_unfinished(target, target, "in", plan, done)
+    assert sorted(target.aborted) == [("p/b", "Ub"), ("p/c", "Uc")]
+    assert sorted(done) == ["a"] and sorted(replay(target.journal)) == []
+    assert [json.loads(x)["r"] for x in target.journal] == ["b", "c"]

@@ -162,8 +162,10 @@ def for_job(state_dir, direction: str, paths, spec: str | None, comm, log, codec
             cluster.close()
     for err in s["errors"]:
         log(f"stage {direction}: {err}")
+    shares = s.get("per_rank") or []  # a job log shows how the ranks shared the copy
     log(f"staged {direction} {s['files']} file(s), {s['bytes'] / 2**20:.1f} MiB in {s['seconds']:.1f} s: "
-        f"{s['source']} -> {s['target']}" + (f" ({len(s['errors'])} problem(s))" if s["errors"] else ""))
+        f"{s['source']} -> {s['target']}" + (f" ({len(s['errors'])} problem(s))" if s["errors"] else "")
+        + ("; per rank " + "/".join(f"{b / 2**20:.1f}" for b in shares) + " MiB" if len(shares) > 1 else ""))
     if s.get("volumes"):
         from .compress import describe
 

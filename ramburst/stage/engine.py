@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from ..errors import RamburstError, UsageError
 from ..mpi import LocalComm
+from . import uploads
 from .handout import run_phase
 from .model import EXTENT, Entry, digest, dump_done, record, replay
 from .plan import Plan, item_sizes, make_plan
@@ -55,11 +56,14 @@ class Stage:
             if free is not None and plan.bytes_total > free:
                 raise UsageError(f"{self.target.label}: needs {plan.bytes_total / 2**20:.1f} MiB, "
                                  f"only {free / 2**20:.1f} MiB free")
-            if not self.opt.dry_run and plan.items:
+            if not self.opt.dry_run:
                 self.target.prepare(plan.entries)
-                self._begin_uploads(plan)
-            elif not self.opt.dry_run:
-                self.target.prepare(plan.entries)
+                gone = uploads.reconcile(self.target, plan)
+                if gone:  # journaled uploads someone aborted: copy those files again
+                    uploads.forget(self.keeper, self.state_name, gone)
+                    plan = make_plan(self.source, self.keeper, self.state_name, self.opt.extent)
+                if plan.items:
+                    self._begin_uploads(plan)
             return plan
 
         plan = self.comm.agree("stage planning", build if self.comm.rank == 0 else None)
@@ -136,6 +140,7 @@ class Stage:
         if lines:
             self.keeper.state_append(self.state_name, rank.tag + ".final", "".join(x + "\n" for x in lines))
             replay(lines, plan.done)
+        uploads.abort_unfinished(self.target, self.keeper, self.state_name, plan, plan.done)
         return problems
 
     # the whole stage -----------------------------------------------------------------------------------
@@ -230,6 +235,8 @@ class Stage:
         staged = sorted(e.rel for e in plan.entries if e.kind == "f" and e.rel in done
                         and done[e.rel].ident == e.ident and len(done[e.rel].hashes) == e.extents(self.opt.extent)
                         and e.extents(self.opt.extent) == 1)
+        if self.comm.rank == 0:
+            uploads.abort_unfinished(self.target, self.keeper, self.state_name, plan, done)
         rank, why = fatal[0]
         full = "NoSpace" in why or "No space" in why
         if not full and "TimedOut" in why and hasattr(self.target, "full"):

@@ -82,6 +82,20 @@ class S3(ObjectStore):
         self.client.complete_multipart_upload(Bucket=self.bucket, Key=self.key(e.rel), UploadId=upload,
                                               MultipartUpload={"Parts": parts})
 
+    def open_uploads(self) -> list[tuple[str, str]]:
+        """(key, upload id) of every multipart upload begun under PREFIX and not completed or aborted."""
+        pages = self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=self.prefix)
+        try:
+            return [(u["Key"], u["UploadId"]) for page in pages for u in page.get("Uploads", [])]
+        except self.client.exceptions.NoSuchBucket:
+            return []
+
+    def abort(self, key: str, upload: str) -> None:
+        try:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload)
+        except self.client.exceptions.NoSuchUpload:
+            pass  # already gone: what abort wants
+
     def size_of(self, e: Entry) -> int | None:
         try:
             return self.client.head_object(Bucket=self.bucket, Key=self.key(e.rel))["ContentLength"]
