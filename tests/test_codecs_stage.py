@@ -157,6 +157,11 @@ def test_item1_stage_in_codec_round_trip_byte_identical_and_smaller(cluster, tmp
     assert v["files"] == len(coded) and v["skipped"] == 0 and set(v["arrays"]) == coded, s
     total = sum((tree / rel.split("/", 1)[1]).stat().st_size for rel in v["arrays"])
     assert v["bytes"] == total and v["stored_bytes"] < total * (0.5 if codec == "volume" else 0.9), v
+    from ramburst.layout import Layout
+
+    report = json.loads(Layout(cluster.state_dir).stage_progress.read_text())   # what the dashboard shows
+    assert report["target"] == f"pool:{prefix}/ (volumes)" and report["phase"] == "done", report
+    assert report["bytes_done"] == report["bytes_total"] == 2 * total and report["files_done"] == len(coded)
     print(f"stage in --codec {codec}: {total} bytes of volumes stored in {v['stored_bytes']} "
           f"({total / v['stored_bytes']:.2f}x)")
     # the job reads the volume as an array (plain zarr once ramburst.codecs is imported) ...

@@ -84,10 +84,11 @@ def stage_in(cluster, srcs, to: str | None = None, *, comm=None, extent: int = E
 
             forget(target, paths)  # volumes once staged with --codec now went in as plain files
         return summary
-    return _check(_stage_in_coded(cluster, paths, spec, target, coding, comm, opt, rep), check)
+    vrep = lambda: _reporter(cluster, "in", f"{target.label} (volumes)", comm, progress, dry_run)  # noqa: E731
+    return _check(_stage_in_coded(cluster, paths, spec, target, coding, comm, opt, rep, vrep), check)
 
 
-def _stage_in_coded(cluster, paths, spec, target, coding, comm, opt, rep) -> dict:
+def _stage_in_coded(cluster, paths, spec, target, coding, comm, opt, rep, vrep) -> dict:
     from . import compress
 
     if not cluster.pool:
@@ -99,7 +100,7 @@ def _stage_in_coded(cluster, paths, spec, target, coding, comm, opt, rep) -> dic
 
     def put():
         return compress.stage_in_volumes(cluster, target, spec, paths, volumes, coding, opt.threads, opt.verify,
-                                         opt.dry_run)
+                                         opt.dry_run, vrep)
     part = (comm or LocalComm()).agree("stage volumes", put if comm is None or comm.rank == 0 else None)
     return compress.merge(summary, (comm or LocalComm()).bcast(part))
 
@@ -128,15 +129,16 @@ def stage_out(cluster, dest, source: str | None = None, *, comm=None, delete: bo
     name = "out-" + hashlib.sha1(str(dest).encode()).hexdigest()[:12]
     rep = _reporter(cluster, "out", str(dest), comm, progress, dry_run)
     summary = _run(Stage("out", src, Tree(dest), src, name, comm, opt, rep), False)
-    return _check(_volumes_out(cluster, src, dest, comm, opt, summary), check)
+    vrep = lambda: _reporter(cluster, "out", f"{dest} (volumes)", comm, progress, dry_run)  # noqa: E731
+    return _check(_volumes_out(cluster, src, dest, comm, opt, summary, vrep), check)
 
 
-def _volumes_out(cluster, src, dest: Path, comm, opt: Options, summary: dict) -> dict:
+def _volumes_out(cluster, src, dest: Path, comm, opt: Options, summary: dict, vrep) -> dict:
     """Volumes that `stage in --codec` put in as arrays: rebuilt byte for byte after the files."""
     from . import compress
 
     def rebuild():
-        return compress.stage_out_volumes(cluster, src, dest, opt.threads, opt.verify, opt.dry_run)
+        return compress.stage_out_volumes(cluster, src, dest, opt.threads, opt.verify, opt.dry_run, vrep)
     part = (comm or LocalComm()).agree("stage volumes", rebuild if comm is None or comm.rank == 0 else None)
     return compress.merge(summary, (comm or LocalComm()).bcast(part))
 

@@ -222,7 +222,7 @@ def slabs(a, threads: int) -> Iterator:
             yield ahead.popleft().result()
 
 
-def stored_hash(a, rec: dict, threads: int, write=None) -> str:
+def stored_hash(a, rec: dict, threads: int, write=None, tick=None) -> str:
     """xxh3 of the file the array stands for: header, then the decoded data in the file's dtype."""
     import numpy as np
     import xxhash
@@ -237,7 +237,50 @@ def stored_hash(a, rec: dict, threads: int, write=None) -> str:
         h.update(data)
         if write:
             write(data)
+        if tick:
+            tick(data.nbytes, 0)
     return h.hexdigest()
+
+
+class Progress:
+    """The volumes' share of the stage's progress (a bar on a terminal, run/stage.json): bytes encoded and
+    read back, or rebuilt. The reporter is made only when a volume is actually processed, so a stage with
+    nothing to do leaves the ordinary stage's report alone."""
+
+    def __init__(self, make, total: int, files: int):
+        import threading
+
+        self.make, self.total, self.files = make, total, files
+        self.rep = None
+        self.done = self.base = self.files_done = 0
+        self.lock = threading.Lock()
+
+    def _rep(self):
+        if self.rep is None and self.make is not None:
+            self.rep = self.make()
+            if self.rep is not None:
+                self.rep.start(self.total, self.files)
+        return self.rep
+
+    def tick(self, n: int, _files: int = 0) -> None:
+        with self.lock:
+            self.done += n
+            rep = self._rep()
+            if rep is not None:
+                rep.update(self.done, self.files_done)
+
+    def file_done(self, planned: int) -> None:
+        """One file finished (or failed or was skipped): count what it had planned, whatever it did."""
+        with self.lock:
+            self.base += planned
+            self.done = max(self.done, self.base)
+            self.files_done += 1
+            if self.rep is not None:
+                self.rep.update(self.done, self.files_done)
+
+    def finish(self, errors: list[str]) -> None:
+        if self.rep is not None:
+            self.rep.finish(f"{len(errors)} volume(s) failed" if errors else None)
 
 
 # -- stage in ---------------------------------------------------------------------------------------------------
@@ -263,7 +306,7 @@ def _existing(group, path: str):
     return node
 
 
-def put_volume(group, v: Volume, path: str, coding: Coding, threads: int, verify: bool) -> dict:
+def put_volume(group, v: Volume, path: str, coding: Coding, threads: int, verify: bool, tick=None) -> dict:
     """One volume into one array (resumable: units already stored with equal values are skipped)."""
     from ..arrays.transfer import import_into, new_array
 
@@ -285,11 +328,11 @@ def put_volume(group, v: Volume, path: str, coding: Coding, threads: int, verify
                       **coding.options(src.dtype))
     else:
         a.update_attributes({ATTR: rec})
-    units = import_into(a, src, jobs=threads)
+    units = import_into(a, src, jobs=threads, on_unit=(lambda n, _skipped: tick(n, 0)) if tick else None)
     st = os.stat(v.src)
     if (st.st_size, st.st_mtime_ns) != (v.size, v.mtime_ns):
         raise OSError(f"changed while staged (size/mtime {st.st_size}/{st.st_mtime_ns})")
-    if verify and stored_hash(a, rec, threads) != original:
+    if verify and stored_hash(a, rec, threads, tick=tick) != original:
         raise OSError("the stored array does not read back as the file (xxh3 differs)")
     rec["complete"] = True
     a.update_attributes({ATTR: rec})
@@ -298,8 +341,9 @@ def put_volume(group, v: Volume, path: str, coding: Coding, threads: int, verify
 
 
 def stage_in_volumes(cluster, keeper, spec: str, paths: list[Path], volumes: list[Volume], coding: Coding,
-                     threads: int, verify: bool, dry_run: bool) -> dict:
-    """Rank 0's part of `stage in --codec`: every volume in, the list of them beside the stage journal."""
+                     threads: int, verify: bool, dry_run: bool, reporter=None) -> dict:
+    """Rank 0's part of `stage in --codec`: every volume in, the list of them beside the stage journal.
+    `reporter()` makes the progress reporter (bar, run/stage.json) once there is work."""
     t0 = time.monotonic()
     root = array_root(spec)
     out = {"codec": coding.spec, "files": 0, "skipped": 0, "bytes": 0, "stored_bytes": 0, "units_written": 0,
@@ -309,13 +353,16 @@ def stage_in_volumes(cluster, keeper, spec: str, paths: list[Path], volumes: lis
         out["bytes_total"] = sum(v.size for v in volumes)
         return out
     group = _group(cluster)
+    progress = Progress(reporter, sum(v.size for v in volumes) * (2 if verify else 1), len(volumes))
     for v in volumes:
         path = f"{root}/{v.rel}" if root else v.rel
         try:
-            r = put_volume(group, v, path, coding, threads, verify)
+            r = put_volume(group, v, path, coding, threads, verify, progress.tick)
         except Exception as e:  # noqa: BLE001 - one file's failure, any cause, is that file's error line
             out["errors"].append(f"{v.src}: not staged as an array ({type(e).__name__}: {e})")
             continue
+        finally:
+            progress.file_done(v.size * (2 if verify else 1))
         out["arrays"][v.rel] = path
         if r["skipped"]:
             out["skipped"] += 1
@@ -325,6 +372,7 @@ def stage_in_volumes(cluster, keeper, spec: str, paths: list[Path], volumes: lis
         for k in ("stored_bytes", "units_written", "units_skipped"):
             out[k] += r[k]
     forget(keeper, paths, {v.rel for v in volumes}, out["arrays"])
+    progress.finish(out["errors"])
     out["seconds"] = round(time.monotonic() - t0, 3)
     return out
 
@@ -342,7 +390,7 @@ def forget(keeper, paths: list[Path], volumes: set[str] = frozenset(), arrays: d
 
 
 # -- stage out --------------------------------------------------------------------------------------------------
-def _write_file(a, rec: dict, out: Path, threads: int, verify: bool) -> None:
+def _write_file(a, rec: dict, out: Path, threads: int, verify: bool, tick=None) -> None:
     """Rebuild one file at `out`: temporary name, the original's hash checked, fsync, mode, mtime, rename."""
     out.parent.mkdir(parents=True, exist_ok=True)
     parent_mtime = out.parent.stat().st_mtime_ns
@@ -355,7 +403,7 @@ def _write_file(a, rec: dict, out: Path, threads: int, verify: bool) -> None:
             view = memoryview(data).cast("B")
             while view:
                 view = view[os.write(fd, view):]
-        got = stored_hash(a, rec, threads, write)
+        got = stored_hash(a, rec, threads, write, tick)
         if got != rec["xxh3"]:
             raise OSError("the stored array does not give back the original bytes (xxh3 differs)")
         os.fsync(fd)
@@ -373,7 +421,8 @@ def _write_file(a, rec: dict, out: Path, threads: int, verify: bool) -> None:
         raise OSError("the written file does not read back as the original (size or xxh3 differs)")
 
 
-def stage_out_volumes(cluster, source, dest: Path, threads: int, verify: bool, dry_run: bool) -> dict | None:
+def stage_out_volumes(cluster, source, dest: Path, threads: int, verify: bool, dry_run: bool,
+                      reporter=None) -> dict | None:
     """Rank 0's part of `stage out` when the source holds staged volumes: each array back to its file.
     None when it holds none (no zarr needed then)."""
     files = source.meta_get(STATE).get("files", {})
@@ -385,8 +434,8 @@ def stage_out_volumes(cluster, source, dest: Path, threads: int, verify: bool, d
         out["files_total"] = len(files)
         return out
     group = _group(cluster, read_only=True)
+    found = []
     for rel, path in sorted(files.items()):
-        target = dest / rel
         try:
             a = _existing(group, path)
             if a is None:
@@ -394,18 +443,29 @@ def stage_out_volumes(cluster, source, dest: Path, threads: int, verify: bool, d
             rec = a.attrs[ATTR]
             if not rec.get("complete"):
                 raise OSError("its stage in did not complete; run it again")
+        except Exception as e:  # noqa: BLE001 - any cause: this file's error line
+            out["errors"].append(f"{rel}: not restored ({type(e).__name__}: {e})")
+            continue
+        found.append((rel, a, rec))
+    progress = Progress(reporter, sum(rec["size"] for _, _, rec in found), len(found))
+    for rel, a, rec in found:
+        target = dest / rel
+        try:
             if target.is_file() and not target.is_symlink():
                 st = target.stat()
                 if (st.st_size, st.st_mtime_ns) == (rec["size"], rec["mtime_ns"]) and \
                         file_hash(target) == rec["xxh3"]:
                     out["skipped"] += 1
                     continue
-            _write_file(a, rec, target, threads, verify)
+            _write_file(a, rec, target, threads, verify, progress.tick)
         except Exception as e:  # noqa: BLE001 - a corrupt chunk raises the codec's error; any cause: this file
             out["errors"].append(f"{rel}: not restored ({type(e).__name__}: {e})")
             continue
+        finally:
+            progress.file_done(rec["size"])
         out["files"] += 1
         out["bytes"] += rec["size"]
+    progress.finish(out["errors"])
     out["seconds"] = round(time.monotonic() - t0, 3)
     return out
 
