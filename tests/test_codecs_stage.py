@@ -301,3 +301,30 @@ def test_item1_plain_stage_in_after_a_coded_one_wins_on_stage_out(cluster, tmp_p
     r = stage(cluster, "out", "--from", "pool:cmix", tmp_path / "back")
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "back" / "m.npy").read_bytes() == f.read_bytes()
+
+
+def test_item1_stage_in_codec_with_two_mpi_ranks(cluster, tmp_path):
+    """`stage in --mpi --codec`: the ranks share the plain files, rank 0 compresses the volumes, every rank
+    agrees on the summary; stage out gives everything back byte for byte. Two ranks on this host (loopback)."""
+    import os
+    import shutil
+
+    if shutil.which("mpirun") is None:
+        pytest.skip("no mpirun")
+    tree, _ = make_volumes(tmp_path / "src")
+    for i in range(4):
+        (tree / f"plain{i}.bin").write_bytes(os.urandom(3 * 2**20))
+    before = snapshot(tree.parent)
+    cmd = ["mpirun", "--allow-run-as-root", "-np", "2", "--oversubscribe", "--mca", "btl", "self,tcp",
+           "--mca", "btl_tcp_if_include", "lo", "--mca", "oob_tcp_if_include", "lo",
+           RAMBURST, "stage", "in", str(tree), "--to", "pool:cmpi", "--codec", "volume", "--mpi",
+           "--state-dir", str(cluster.state_dir), "--extent", "1M", "--json"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "PMIX_MCA_gds": "hash"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    s = json.loads(r.stdout)
+    assert s["volumes"]["files"] == 3 and s["errors"] == [] and len(s["per_rank"]) == 2, s
+    assert all(b > 0 for b in s["per_rank"]), s["per_rank"]
+    r = stage(cluster, "out", "--from", "pool:cmpi", tmp_path / "back")
+    assert r.returncode == 0, r.stderr
+    assert snapshot(tmp_path / "back") == before
