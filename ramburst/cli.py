@@ -194,8 +194,8 @@ def env(name, state_dir, config_file, as_json):
 @click.option("--stage-out", "stage_out", type=click.Path(path_type=Path),
               help="Copy the instance's data to this folder after CMD, also on a time limit, before down.")
 @click.option("--stage-to", help="Where --stage-in puts data and --stage-out reads it (default: fs:/ or pool:).")
-@click.option("--stage-codec", metavar="NAME[:LEVEL]", help="--stage-in compresses .npy volumes into zarr arrays "
-              "(lossless: volume or zstd; see `stage in --codec`).")
+@click.option("--stage-codec", metavar="NAME[:LEVEL]", help="--stage-in compresses volumes (.npy, HDF5) into "
+              "zarr arrays (lossless: volume or zstd; see `stage in --codec`).")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(config_file, grace, command, mpi, dashboard, stage_in, stage_out, stage_to, stage_codec, **flags):
     """Deploy, run COMMAND with the instance's environment, always remove; exit with COMMAND's status.

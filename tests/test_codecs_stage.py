@@ -114,6 +114,15 @@ def make_volumes(root):
     np.save(t / "raw" / "fortran.npy", np.asfortranarray(volume_like((20, 30, 40), "int16", seed=6)))
     np.save(t / "raw" / "big_endian.npy", volume_like((16, 24, 8), ">u2", seed=7))
     np.save(t / "raw" / "f64.npy", np.random.default_rng(8).random((10, 10, 10)))
+    import h5py
+
+    with h5py.File(t / "raw" / "scan.h5", "w") as f:          # contiguous: its bytes are the array's
+        f.create_dataset("entry/data", data=volume_like((24, 32, 40), "<i2", seed=9))
+        f.create_dataset("entry/angles", data=np.linspace(0, 180, 24))
+        f.attrs["instrument"] = "beamline 13"
+    with h5py.File(t / "raw" / "chunked.h5", "w") as f:       # chunked + gzip: staged as a plain file
+        f.create_dataset("data", data=volume_like((8, 16, 16), "uint16", seed=10), chunks=(4, 16, 16),
+                         compression="gzip")
     (t / "notes.txt").write_text("acquired 2026-11-26\n")
     os.chmod(t / "raw" / "fortran.npy", 0o600)
     os.utime(t / "vol.npy", ns=(1_500_000_000_123_456_789,) * 2)
@@ -146,13 +155,13 @@ def test_item1_stage_in_codec_round_trip_byte_identical_and_smaller(cluster, tmp
     prefix = f"cin-{codec}"
     dry = json.loads(stage(cluster, "in", tree, "--to", f"pool:{prefix}", "--codec", codec, "--dry-run",
                            "--json").stdout)
-    assert dry["files_total"] == 5 and dry["volumes"]["files_total"] == (3 if codec == "volume" else 4), dry
+    assert dry["files_total"] == 7 and dry["volumes"]["files_total"] == (4 if codec == "volume" else 5), dry
     assert keys(cluster.zarr_store(namespace="arrays", read_only=True), prefix) == []
     r = stage(cluster, "in", tree, "--to", f"pool:{prefix}", "--codec", codec, "--json")
     assert r.returncode == 0, r.stderr
     s = json.loads(r.stdout)
     v = s["volumes"]
-    coded = {"run1/vol.npy", "run1/raw/fortran.npy", "run1/raw/big_endian.npy"}
+    coded = {"run1/vol.npy", "run1/raw/fortran.npy", "run1/raw/big_endian.npy", "run1/raw/scan.h5"}
     coded |= {"run1/raw/f64.npy"} if codec == "zstd" else set()              # volume does not take float64
     assert v["files"] == len(coded) and v["skipped"] == 0 and set(v["arrays"]) == coded, s
     total = sum((tree / rel.split("/", 1)[1]).stat().st_size for rel in v["arrays"])
@@ -169,6 +178,10 @@ def test_item1_stage_in_codec_round_trip_byte_identical_and_smaller(cluster, tmp
     a = root[f"{prefix}/run1/vol.npy"]
     assert (a.serializer.to_dict()["name"] == "ramburst.volume") == (codec == "volume")
     np.testing.assert_array_equal(a[10:20], vol[10:20])
+    import h5py
+
+    with h5py.File(tree / "raw" / "scan.h5", "r") as f:
+        np.testing.assert_array_equal(root[f"{prefix}/run1/raw/scan.h5"][...], f["entry/data"][...])
     # ... and it is not in the pool a second time as a plain object
     io = cluster.ioctx()
     names = {o.key for o in io.list_objects() if o.key.startswith(prefix + "/")}
@@ -272,7 +285,7 @@ def test_item1_run_stage_codec_job_reads_the_array_and_stage_out_restores(tmp_pa
             break
         time.sleep(10)
     assert r.returncode == 0, r.stderr
-    assert "3 volume(s) compressed with volume" in r.stderr and "3 volume(s) rebuilt" in r.stderr, r.stderr
+    assert "4 volume(s) compressed with volume" in r.stderr and "4 volume(s) rebuilt" in r.stderr, r.stderr
     np.testing.assert_array_equal(np.load(tmp_path / "slab.npy"), vol[5:7])
     assert snapshot(tmp_path / "back") == before
 
@@ -323,7 +336,7 @@ def test_item1_stage_in_codec_with_two_mpi_ranks(cluster, tmp_path):
                        env={**os.environ, "PMIX_MCA_gds": "hash"})
     assert r.returncode == 0, r.stdout + r.stderr
     s = json.loads(r.stdout)
-    assert s["volumes"]["files"] == 3 and s["errors"] == [] and len(s["per_rank"]) == 2, s
+    assert s["volumes"]["files"] == 4 and s["errors"] == [] and len(s["per_rank"]) == 2, s
     assert all(b > 0 for b in s["per_rank"]), s["per_rank"]
     r = stage(cluster, "out", "--from", "pool:cmpi", tmp_path / "back")
     assert r.returncode == 0, r.stderr

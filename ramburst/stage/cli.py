@@ -66,9 +66,9 @@ def _go(fn, name, state_dir, mpi, as_json, **kw) -> None:
 @click.argument("srcs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--to", "to", help="fs:PATH, pool:PREFIX or s3://BUCKET/PREFIX (default: fs:/ with a mount, else pool:).")
 @click.option("--codec", metavar="NAME[:LEVEL]",
-              help="Compress volumes (.npy) on the way in, losslessly, into zarr arrays of the `arrays` namespace "
-                   "at the target's path: volume[:LEVEL] (ramburst's volume codec) or zstd[:LEVEL]; other files "
-                   "go in unchanged; stage out gives back the original bytes.")
+              help="Compress volumes (.npy, contiguous HDF5) on the way in, losslessly, into zarr arrays of the "
+                   "`arrays` namespace at the target's path: volume[:LEVEL] (ramburst's volume codec) or "
+                   "zstd[:LEVEL]; other files go in unchanged; stage out gives back the original bytes.")
 @common
 def stage_in_cmd(srcs, to, codec, name, state_dir, mpi, as_json, **kw):
     """Copy SRC files and folders into the instance (each under its own name)."""

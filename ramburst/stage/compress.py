@@ -4,13 +4,15 @@ the original files byte for byte.
 Why arrays and not compressed copies of the files: in a RAM cluster the job reads its inputs from the
 cluster. A compressed blob in the pool or the fs mount is unreadable to the job without ramburst; a zarr
 array is what a volume is for a job (`ramburst.arrays.open()["in/vol.npy"][z0:z1]`, plain zarr after
-`import ramburst.codecs`), each chunk decoding alone. So a recognised file (a C- or Fortran-order .npy
-whose dtype the codec takes) becomes a zarr array in the instance's `arrays` namespace, at
-<target path>/<rel>; everything else goes through the ordinary stage unchanged (still readable as files).
+`import ramburst.codecs`), each chunk decoding alone. So a recognised file (a C- or Fortran-order .npy,
+or an HDF5 file whose largest dataset is stored contiguous and uncompressed, with a dtype the codec takes)
+becomes a zarr array in the instance's `arrays` namespace, at <target path>/<rel>; everything else goes
+through the ordinary stage unchanged (still readable as files).
 
-Byte identity: the array's attribute `ramburst.stage` keeps the .npy header bytes, the file's dtype as
-written (byte order), its size, mode, mtime and the xxh3 of the ORIGINAL file's bytes. Stage-in reads the
-array back and hashes header + decoded data against that; stage-out rebuilds the file, checks the same
+Byte identity: the array's attribute `ramburst.stage` keeps the file's bytes around the array (the .npy
+header; the HDF5 file's metadata and small datasets, at most MAX_REST), the dtype as written (byte order),
+size, mode, mtime and the xxh3 of the ORIGINAL file's bytes. Stage-in reads the array back and hashes
+head + decoded data + tail against that; stage-out rebuilds the file, checks the same
 hash before the file gets its final name, and reads it back. A corrupt chunk (the volume codec's CRC, or
 zstd's checksum) or any other difference fails that file; nothing wrong is left under its name.
 
@@ -94,15 +96,21 @@ def parse_codec(spec: str) -> Coding:
 # -- what is a volume --------------------------------------------------------------------------------------------
 @dataclass
 class Volume:
+    """A file that is one array's raw bytes between a head and a tail: a .npy (head = its header) or an
+    HDF5 file whose largest dataset is contiguous and uncompressed (head and tail = the rest of the file)."""
     rel: str
     src: str
     size: int
     mtime_ns: int
     mode: int
-    header: str               # the .npy header bytes, latin-1 (they are ASCII by the format)
+    kind: str                 # "npy" or "hdf5"
+    offset: int               # where the array's bytes start in the file
+    head: str                 # the file's bytes before them, base64
+    tail: str                 # the file's bytes after them, base64
     dtype: str                # as in the file, with its byte order (e.g. ">u2")
-    shape: list               # as stored: the file's shape, reversed for a Fortran-order file
-    fortran: bool
+    shape: list               # as stored: C order of the bytes (a Fortran-order .npy's shape reversed)
+    fortran: bool = False
+    dataset: str = ""         # HDF5: the dataset's name
 
     @property
     def ident(self) -> str:
@@ -110,29 +118,81 @@ class Volume:
 
 
 def recognise(src: str, rel: str, size: int, mtime_ns: int, mode: int, coding: Coding) -> Volume | None:
-    """A .npy file whose data the codec takes, else None (it is staged as a plain file)."""
-    import numpy as np
-
-    if not rel.endswith(".npy"):
-        return None
+    """A .npy or HDF5 file whose array the codec takes, else None (it is staged as a plain file)."""
     try:
-        with open(src, "rb") as f:
-            major, _ = np.lib.format.read_magic(f)
-            read = {1: np.lib.format.read_array_header_1_0, 2: np.lib.format.read_array_header_2_0}.get(major)
-            if read is None:
-                return None
-            shape, fortran, dtype = read(f)
-            offset = f.tell()
-            f.seek(0)
-            header = f.read(offset)
+        if rel.endswith(".npy"):
+            found = _npy_region(src)
+        elif rel.endswith((".h5", ".hdf5")):
+            found = _hdf5_region(src)
+        else:
+            return None
     except (OSError, ValueError):
         return None
-    if dtype.hasobject or dtype.fields or dtype.subdtype or not shape or 0 in shape:
+    if found is None:
         return None
-    if offset + math.prod(shape) * dtype.itemsize != size or not coding.takes(dtype):
+    kind, offset, shape, dtype, fortran, dataset = found
+    if dtype.hasobject or dtype.fields or dtype.subdtype or not shape or 0 in shape or not coding.takes(dtype):
         return None
+    end = offset + math.prod(shape) * dtype.itemsize
+    rest = size - (end - offset)
+    if end > size or (kind == "npy" and end != size) or rest > MAX_REST:
+        return None
+    with open(src, "rb") as f:
+        head = f.read(offset)
+        f.seek(end)
+        tail = f.read()
     stored = list(reversed(shape)) if fortran and len(shape) > 1 else list(shape)
-    return Volume(rel, src, size, mtime_ns, mode, header.decode("latin-1"), dtype.str, stored, fortran)
+    return Volume(rel, src, size, mtime_ns, mode, kind, offset, _b64(head), _b64(tail), dtype.str, stored,
+                  fortran, dataset)
+
+
+MAX_REST = 2**20   # an HDF5 file's bytes besides the dataset ride in the array's attributes: keep them small
+
+
+def _b64(data: bytes) -> str:
+    import base64
+
+    return base64.b64encode(data).decode()
+
+
+def _npy_region(src: str):
+    import numpy as np
+
+    with open(src, "rb") as f:
+        major, _ = np.lib.format.read_magic(f)
+        read = {1: np.lib.format.read_array_header_1_0, 2: np.lib.format.read_array_header_2_0}.get(major)
+        if read is None:
+            return None
+        shape, fortran, dtype = read(f)
+        return "npy", f.tell(), tuple(shape), dtype, fortran, ""
+
+
+def _hdf5_region(src: str):
+    """The largest dataset stored contiguously, uncompressed and allocated (its bytes are the array's)."""
+    try:
+        import h5py
+    except ImportError:
+        return None
+    best = None
+    try:
+        with h5py.File(src, "r") as f:
+            names: list[str] = []
+            f.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
+            for name in names:
+                ds = f[name]
+                offset = ds.id.get_offset()
+                if offset is None or ds.chunks is not None or ds.compression or ds.external or not ds.shape:
+                    continue
+                if ds.id.get_storage_size() != ds.size * ds.dtype.itemsize:
+                    continue
+                if best is None or ds.size * ds.dtype.itemsize > best[0]:
+                    best = (ds.size * ds.dtype.itemsize, offset, tuple(ds.shape), ds.dtype, name)
+    except (OSError, KeyError, TypeError):
+        return None
+    if best is None:
+        return None
+    _, offset, shape, dtype, name = best
+    return "hdf5", offset, shape, dtype, False, name
 
 
 def find(paths: list[Path], coding: Coding, errors: list[str]) -> list[Volume]:
@@ -180,14 +240,13 @@ def chunks_for(shape: tuple, itemsize: int, target: int = CHUNK_BYTES) -> tuple:
 
 
 class _NativeSource:
-    """The .npy data as import_into wants it: native byte order, in file (C) order."""
+    """The file's array bytes as import_into wants them: native byte order, in the bytes' (C) order."""
 
     def __init__(self, v: Volume):
         import numpy as np
 
-        m = np.load(v.src, mmap_mode="r")
-        self.m = m.T if v.fortran and m.ndim > 1 else m
-        self.dtype = m.dtype.newbyteorder("=")
+        self.m = np.memmap(v.src, dtype=np.dtype(v.dtype), mode="r", offset=v.offset, shape=tuple(v.shape))
+        self.dtype = self.m.dtype.newbyteorder("=")
         self.shape = self.m.shape
         self.size = self.m.size
 
@@ -223,15 +282,17 @@ def slabs(a, threads: int) -> Iterator:
 
 
 def stored_hash(a, rec: dict, threads: int, write=None, tick=None) -> str:
-    """xxh3 of the file the array stands for: header, then the decoded data in the file's dtype."""
+    """xxh3 of the file the array stands for: head, the decoded data in the file's dtype, tail."""
+    import base64
+
     import numpy as np
     import xxhash
 
     h = xxhash.xxh3_64()
-    header = rec["header"].encode("latin-1")
-    h.update(header)
+    head = base64.b64decode(rec["head"])
+    h.update(head)
     if write:
-        write(header)
+        write(head)
     for block in slabs(a, threads):
         data = np.ascontiguousarray(block, dtype=np.dtype(rec["dtype"])).reshape(-1).view(np.uint8)
         h.update(data)
@@ -239,6 +300,10 @@ def stored_hash(a, rec: dict, threads: int, write=None, tick=None) -> str:
             write(data)
         if tick:
             tick(data.nbytes, 0)
+    tail = base64.b64decode(rec["tail"])
+    h.update(tail)
+    if write:
+        write(tail)
     return h.hexdigest()
 
 
