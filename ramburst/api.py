@@ -82,7 +82,8 @@ class Cluster:
 
     # Object helpers that fail fast on a full store. Plain librados pauses a write while the
     # cluster is full (until rados_osd_op_timeout); FULL_TRY makes the OSD answer ENOSPC
-    # (rados.NoSpace) at once, and lets deletes through so that room can be made.
+    # (rados.NoSpace) once the pool is flagged full (check_room: before that), and lets deletes
+    # through so that room can be made.
     FULL_TRY = 64  # LIBRADOS_OPERATION_FULL_TRY
 
     def check_room(self) -> None:

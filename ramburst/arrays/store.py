@@ -7,9 +7,10 @@ allows, with no thread per request.
 Listing never scans the pool: each store keeps an index of its keys in the omap of one
 object (`index`, which also says why every listed key has a value).
 
-Writes carry LIBRADOS_OPERATION_FULL_TRY: on a full cluster the OSD answers ENOSPC at once
-instead of pausing the write, and `set` raises `StoreFullError`. A RADOS write replaces an
-object whole or not at all, so nothing half-written is ever left under a key.
+Writes carry LIBRADOS_OPERATION_FULL_TRY: on a full cluster the OSD answers ENOSPC instead of
+pausing the write, and `set` raises `StoreFullError`; it does so before writing while the watchdog
+marks an OSD full (Cluster.check_room), as the OSD says ENOSPC only once the pool is flagged full.
+A RADOS write replaces an object whole or not at all, so nothing half-written is ever left under a key.
 """
 from __future__ import annotations
 
