@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import atexit
+import errno
 import threading
 import weakref
 from collections.abc import Iterator
@@ -17,9 +18,11 @@ from typing import Any
 from . import lifecycle
 from . import status as status_mod
 from .ceph.admin import load_rados, open_rados
+from .ceph.fullmark import Marks
 from .config import Config, build_config, check_name, default_state_root
 from .errors import RamburstError
 from .instance import InstanceState
+from .layout import Layout
 from .services import s3 as s3_service
 
 _OPEN: weakref.WeakSet = weakref.WeakSet()
@@ -53,6 +56,7 @@ class Cluster:
                        "secret_key": self.env["AWS_SECRET_ACCESS_KEY"],
                        "credentials_file": self.env["RAMBURST_S3_CREDENTIALS"]}
         self._rados = None
+        self._marks: Marks | None = None
 
     def __repr__(self) -> str:
         return (f"Cluster(name={self.name!r}, pool={self.pool!r}, s3={self.s3 and self.s3['endpoint']!r}, "
@@ -78,12 +82,25 @@ class Cluster:
 
     # Object helpers that fail fast on a full store. Plain librados pauses a write while the
     # cluster is full (until rados_osd_op_timeout); FULL_TRY makes the OSD answer ENOSPC
-    # (rados.NoSpace) at once, and lets deletes through so that room can be made.
+    # (rados.NoSpace) once the pool is flagged full (check_room: before that), and lets deletes
+    # through so that room can be made.
     FULL_TRY = 64  # LIBRADOS_OPERATION_FULL_TRY
+
+    def check_room(self) -> None:
+        """Raise rados.NoSpace if a watchdog has stopped an OSD at the requested size. Call it
+        before a FULL_TRY write: Ceph answers those ENOSPC only once the monitor has flagged the
+        pool full, a second later, and lets them through meanwhile (ceph/fullmark.py)."""
+        if self._marks is None:
+            self._marks = Marks(Layout(self.state_dir).run)
+        full = self._marks.full()
+        if full:
+            raise load_rados().NoSpace(f"{', '.join(full)} at the requested size of instance {self.name!r}",
+                                       errno.ENOSPC)
 
     def put(self, name: str, data: bytes, pool: str | None = None) -> None:
         """Store `data` as object `name`, replacing it; raises rados.NoSpace when full."""
         rados = load_rados()
+        self.check_room()
         with self.ioctx(pool) as io, rados.WriteOpCtx() as op:
             op.write_full(data)
             io.operate_write_op(op, name, flags=self.FULL_TRY)

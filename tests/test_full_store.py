@@ -231,3 +231,49 @@ def test_s3_full_gives_quota_exceeded_and_keeps_objects(instance_dir):
     assert running_daemons(state) >= {"mon.a", "mgr.x", "osd.0", "rgw.h0"}
     for key, digest in digests.items():
         assert hashlib.sha256(s3.get_object(Bucket="fill", Key=key)["Body"].read()).hexdigest() == digest
+
+
+def test_item_s11_api_put_at_full_speed_stops_at_the_size_with_no_space(instance_dir):
+    """The API's put (FULL_TRY) at full speed into a 1 GiB store: every refusal is
+    rados.NoSpace (never the 20 s TimedOut), what is stored stays within in-flight bytes of
+    --size, the OSD lives. Before: `injectfull failsafe` drops only writes WITHOUT FULL_TRY
+    (Ceph 16 PrimaryLogPG::do_op), and the OSD answers FULL_TRY with ENOSPC only once the
+    monitor has flagged the pool full, 0.6-1.4 s later: 1.34-1.46 GB were stored meanwhile."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    name, state = instance_dir
+    r = cli("up", "--name", name, "--state-dir", state, "--size", "1G")
+    assert r.returncode == 0, r.stderr
+    rados = load_rados()
+    cluster = ramburst.attach(state_dir=state)
+    cluster.rados()  # connect once, before the writers share it
+    block = os.urandom(OBJ)
+    acked, errors, lock = [], [], threading.Lock()
+
+    def put(i: int) -> None:
+        if errors:
+            return
+        try:
+            cluster.put(f"p{i}", block)
+            with lock:
+                acked.append(i)
+        except rados.Error as e:
+            errors.append(e)
+
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(put, range(3 * 2**30 // OBJ)))
+        assert errors, "3 GiB into a 1 GiB store must fail"
+        assert all(isinstance(e, rados.NoSpace) for e in errors), {type(e).__name__ for e in errors}
+        with cluster.ioctx() as io:
+            stored = sum(io.stat(o.key)[0] for o in io.list_objects())
+        # in flight when the watchdog stopped the OSD (16 x 4 MiB) plus one 20 ms poll at GB/s
+        assert 0.5 * 2**30 < stored <= 2**30 + 192 * 2**20, stored
+        with pytest.raises(rados.NoSpace):
+            cluster.put("one-more", b"x" * 4096)
+        cluster.delete("p0")  # deletes still pass
+    finally:
+        cluster.close()
+    assert running_daemons(state) >= {"mon.a", "mgr.x", "osd.0"}
+    assert "ENOSPC" not in (state / "log" / "osd.0.log").read_text(errors="replace")

@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import struct
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from ramburst.ceph import watchdog
+from ramburst.ceph import fullmark, watchdog
 from ramburst.ceph.asok import asok_command
 from ramburst.status import check_http
 from ramburst.wait import http_answers, http_status
@@ -103,15 +105,19 @@ def test_item4_watchdog_guard_speaks_through_asok_command(tmp_path):
     try:
         answer = json.loads(asok_command(osd.path, {"prefix": "perf dump"}))
         assert answer == {"bluestore": {"bluestore_allocated": 100}}
-        guard = watchdog.OsdGuard("osd.0", osd.path, limit=1000)
+        (tmp_path / "run").mkdir()
+        guard = watchdog.OsdGuard("osd.0", osd.path, limit=1000, run_dir=tmp_path / "run")
+        marks = fullmark.Marks(tmp_path / "run")
         guard.check()
-        assert not guard.holding
+        assert not guard.holding and marks.full() == []
         used[0] = 1000
         guard.check()
         assert guard.holding and osd.commands[-1] == {"prefix": "injectfull", "type": "failsafe", "count": -1}
+        assert marks.full() == ["osd.0"]  # ramburst's FULL_TRY writers refuse from now on
         used[0] = 900
         guard.check()
         assert not guard.holding and osd.commands[-1]["type"] == "none"
+        assert marks.full() == []
         osd.mute = True  # stopped (SIGSTOP) or wedged: accepts, never answers; the poll gives up
         assert guard.allocated() is None  # (after ASOK_TIMEOUT; without one this call would hang)
     finally:
@@ -128,3 +134,27 @@ def test_item4_mount_watch_reads_ceph_fuse_requests(tmp_path):
     finally:
         fuse.close()
     assert watchdog.MountWatch(tmp_path / "none.asok").stuck() is None  # not mounted (yet)
+
+
+def test_item_s11_full_marks_are_seen_at_once_and_cheaply(tmp_path, monkeypatch):
+    """Clients read the marks before every write: a mark made or removed is seen by the next
+    look, even within one timestamp tick; an unchanged, settled folder costs one stat."""
+    run = tmp_path / "run"
+    run.mkdir()
+    marks = fullmark.Marks(run)
+    assert marks.full() == []  # no folder yet
+    fullmark.mark(run, "osd.1")
+    assert marks.full() == ["osd.1"]
+    fullmark.mark(run, "osd.0")
+    assert marks.full() == ["osd.0", "osd.1"]
+    fullmark.unmark(run, "osd.1")
+    fullmark.unmark(run, "osd.1")  # twice: no error
+    assert marks.full() == ["osd.0"]
+    old = time.time() - 60
+    os.utime(run / "full", (old, old))
+    assert marks.full() == ["osd.0"]
+    listed = []
+    monkeypatch.setattr(fullmark.os, "listdir", lambda p: listed.append(p) or [])
+    assert marks.full() == ["osd.0"] and listed == []  # settled and unchanged: not listed again
+    fullmark.mark(tmp_path / "gone", "osd.0")  # the instance is being removed: no error, nothing made
+    assert not (tmp_path / "gone").exists()

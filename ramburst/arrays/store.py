@@ -7,9 +7,10 @@ allows, with no thread per request.
 Listing never scans the pool: each store keeps an index of its keys in the omap of one
 object (`index`, which also says why every listed key has a value).
 
-Writes carry LIBRADOS_OPERATION_FULL_TRY: on a full cluster the OSD answers ENOSPC at once
-instead of pausing the write, and `set` raises `StoreFullError`. A RADOS write replaces an
-object whole or not at all, so nothing half-written is ever left under a key.
+Writes carry LIBRADOS_OPERATION_FULL_TRY: on a full cluster the OSD answers ENOSPC instead of
+pausing the write, and `set` raises `StoreFullError`; it does so before writing while the watchdog
+marks an OSD full (Cluster.check_room), as the OSD says ENOSPC only once the pool is flagged full.
+A RADOS write replaces an object whole or not at all, so nothing half-written is ever left under a key.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from typing import Any
 from zarr.abc.store import ByteRequest, OffsetByteRequest, RangeByteRequest, Store, SuffixByteRequest
 from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 
+from ..ceph.admin import load_rados
 from .bridge import aio_read, aio_stat, aio_write_op
 from .errors import StoreFullError, ValueTooLargeError, rados_error
 from .index import KeyIndex
@@ -223,10 +225,22 @@ class RadosStore(KeyIndex, Store):
                 "use smaller chunks or shards")
         return data
 
+    def _check_room(self, what: str) -> None:
+        """StoreFullError as soon as the watchdog stops an OSD at the size: Ceph lets FULL_TRY
+        writes through until the monitor flags the pool full (api.Cluster.check_room)."""
+        check = getattr(self._cluster, "check_room", None)
+        if check is None:
+            return
+        try:
+            check()
+        except load_rados().NoSpace:
+            raise rados_error(-errno.ENOSPC, what) from None
+
     async def set(self, key: str, value: Buffer) -> None:
         self._check_writable()
         await self._ensure_open()
         data = self._check_value(key, value)
+        self._check_room(f"write of {key!r} ({len(data)} bytes)")
         rv = await aio_write_op(self.ioctx, key, lambda op: op.write_full(data))
         if rv < 0:
             raise rados_error(rv, f"write of {key!r} ({len(data)} bytes)")
@@ -238,6 +252,7 @@ class RadosStore(KeyIndex, Store):
         self._check_writable()
         await self._ensure_open()
         data = self._check_value(key, value)
+        self._check_room(f"exclusive create of {key!r}")
 
         def build(op) -> None:
             op.new(CREATE_EXCLUSIVE)

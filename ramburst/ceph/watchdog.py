@@ -9,9 +9,12 @@ One small process per host, started by `up` after the OSDs and recorded like a d
    headroom, and when that runs out BlueStore aborts the OSD on ENOSPC. The guard reads each
    local OSD's live `bluestore_allocated` counter over its admin socket every POLL seconds
    and, once it reaches the requested size, makes the OSD drop client writes at once
-   (`injectfull failsafe`: exactly what the OSD does itself when its failsafe ratio trips);
-   deletes (FULL_TRY) still pass. Below RESUME of the size it lifts that again. Overshoot
-   is then bounded by POLL x ingest plus BlueStore's own in-flight bytes (docs/faults.md).
+   (`injectfull failsafe`: exactly what the OSD does itself when its failsafe ratio trips).
+   Ceph's failsafe drops only writes without FULL_TRY, so it also marks the OSD full
+   (fullmark.py): ramburst's own FULL_TRY writers then refuse with ENOSPC at once, until
+   the monitor flags the pool full and the OSD answers them ENOSPC itself. Deletes pass.
+   Below RESUME of the size it lifts both again. Overshoot is then bounded by POLL x ingest
+   plus the bytes already in flight (docs/faults.md).
 
 2. **fs clients never stuck in the kernel.** ceph-fuse waits forever for an OSD or MDS that
    died, was stopped, or refuses writes (a full cluster); the process using the mount then
@@ -37,6 +40,7 @@ from ..layout import Layout
 from ..process import stop_processes
 from .asok import asok_command
 from .daemon import Daemon
+from .fullmark import mark, unmark
 
 POLL = 0.02
 MOUNT_CHECK = 1.0
@@ -63,8 +67,8 @@ class Watchdog(Daemon):
 class OsdGuard:
     """Keeps one BlueStore OSD from taking writes past `limit` bytes of data."""
 
-    def __init__(self, name: str, socket_path: Path, limit: int):
-        self.name, self.socket, self.limit = name, socket_path, limit
+    def __init__(self, name: str, socket_path: Path, limit: int, run_dir: Path):
+        self.name, self.socket, self.limit, self.run_dir = name, socket_path, limit, run_dir
         self.holding = False
 
     def allocated(self) -> int | None:
@@ -81,9 +85,11 @@ class OsdGuard:
             return
         if not self.holding and used >= self.limit:
             self._inject("failsafe")
+            mark(self.run_dir, self.name)
             self.holding = True
             log(f"{self.name}: {used} bytes of data reach the size {self.limit}: writes refused")
         elif self.holding and used < RESUME * self.limit:
+            unmark(self.run_dir, self.name)
             self._inject("none")
             self.holding = False
             log(f"{self.name}: {used} bytes of data: writes accepted again")
@@ -172,7 +178,8 @@ def run(conf: Path, host: str, osd_limit: int) -> None:
             watch = watch or MountWatch(layout.asok(record.ram_dir, f"fuse.{host}"))
             for p in record.processes:
                 if osd_limit and p.name.startswith("osd.") and p.name not in guards:
-                    guards[p.name] = OsdGuard(p.name, layout.asok(record.ram_dir, p.name), osd_limit)
+                    guards[p.name] = OsdGuard(p.name, layout.asok(record.ram_dir, p.name), osd_limit,
+                                              run_dir)
             fuse = [p for p in record.processes if p.name.startswith("fuse.") and p.alive()]
             why = watch.stuck() if fuse else None
             if why:

@@ -238,10 +238,7 @@ class Stage:
         if self.comm.rank == 0:
             uploads.abort_unfinished(self.target, self.keeper, self.state_name, plan, done)
         rank, why = fatal[0]
-        full = "NoSpace" in why or "No space" in why
-        if not full and "TimedOut" in why and hasattr(self.target, "full"):
-            full = self.target.full()
-        kind = "store full" if full else "failed"
+        kind = "store full" if "NoSpace" in why or "No space" in why else "failed"
         names = ", ".join(staged[:5]) + (f" and {len(staged) - 5} more" if len(staged) > 5 else "")
         msg = (f"stage {self.direction} to {self.target.label}: {kind} on rank {rank} ({why}); "
                f"{len(staged)} file(s) staged{': ' + names if staged else ''}; files larger than one extent "

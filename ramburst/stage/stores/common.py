@@ -71,16 +71,6 @@ class ObjectStore:
     def free_bytes(self) -> int | None:
         return None
 
-    def full(self) -> bool:
-        """Whether the cluster is at its full mark now. A write that timed out was most likely
-        dropped by an OSD past that mark (the watchdog's failsafe drops even FULL_TRY writes, so
-        no ENOSPC comes back): this tells "store full" from another failure."""
-        try:
-            cap = self.cluster.status().get("capacity") or {}
-        except Exception:  # noqa: BLE001 - no answer: not known to be full
-            return False
-        return cap.get("state") == "full" or cap.get("used_bytes", 0) >= cap.get("usable_bytes", 1 << 62)
-
     def _state(self, name: str) -> str:
         return f"{self.prefix}{STAGE_DIR}/{name}/"
 

@@ -33,6 +33,7 @@ class Pool(ObjectStore):
     def _op(self, io, name: str, fill) -> None:
         from ...ceph.admin import load_rados
 
+        self.cluster.check_room()  # NoSpace as soon as the watchdog stops an OSD at the size
         with load_rados().WriteOpCtx() as op:
             fill(op)
             io.operate_write_op(op, name, flags=self.cluster.FULL_TRY)

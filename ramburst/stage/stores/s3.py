@@ -22,7 +22,6 @@ class S3(ObjectStore):
         if prefix and not prefix.endswith("/"):
             prefix += "/"
         self.client, self.bucket, self.prefix = cluster.s3_client(), bucket, prefix
-        self.cluster = cluster
         self.label = f"s3://{bucket}/{prefix}"
         self.extent = 0
 
