@@ -30,6 +30,7 @@ class Options:
     extent: int = EXTENT
     threads: int = 8
     verify: bool = True
+    read_back: bool = False     # read back even a target whose write ack is trusted (the pool)
     dry_run: bool = False
     delete: bool = False
 
@@ -171,7 +172,8 @@ class Stage:
         def fin():
             return self.finalize(plan, records, rank)
         errors += comm.agree("stage finalize", fin if comm.rank == 0 else None) or []
-        if self.opt.verify:
+        summary["verify"] = self._verify_mode()
+        if summary["verify"] == "read back":
             errors += self._verify(plan, rank, rep)
         summary.update(self._finish(plan, errors, rep))
         summary["seconds"] = round(time.monotonic() - t0, 3)
@@ -179,6 +181,15 @@ class Stage:
         summary["files"] = plan.files_total - sum(1 for g in gathered for _ in g[1])
         summary["errors"] = errors
         return summary
+
+    def _verify_mode(self) -> str:
+        """"read back" (every byte, hashed and compared), "write ack" (a store whose acknowledged
+        write is the check: the pool) or "off" (--no-verify)."""
+        if not self.opt.verify:
+            return "off"
+        if getattr(self.target, "trusts_ack", False) and not self.opt.read_back:
+            return "write ack"
+        return "read back"
 
     def _verify(self, plan: Plan, rank: Rank, rep) -> list[str]:
         plan.done = self.comm.bcast(plan.done)
