@@ -71,3 +71,31 @@ def test_item1_pool_stage_in_trusts_the_write_ack_read_back_finds_flip_and_trunc
     dest = tmp_path / "back"
     summary(stage(state, "out", dest, "--from", "pool:ack", "--json"))
     assert snapshot(dest) == snapshot(tree.parent)
+
+
+def test_item3_pipeline_bench_counts_the_bytes_over_the_slow_link(tmp_path):
+    """scripts/bench_pipeline.py, small: directly on the shared filesystem the raw input crosses the
+    link three times and the intermediate twice (written, read); staged, the input crosses once.
+    Its storage host, mounts, instances and namespace are gone afterwards."""
+    import sys
+    from pathlib import Path
+
+    import netns
+
+    if why := netns.available():
+        pytest.skip(why)
+    script = Path(__file__).resolve().parents[1] / "scripts" / "bench_pipeline.py"
+    r = subprocess.run([sys.executable, str(script), "--data", "16M", "--volumes", "2", "--size", "1G", "--json"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)["rows"]
+    data = 16 * MiB / 1e6
+    for row in rows:
+        assert row["results"] == 2
+        if row["mode"] == "direct":
+            assert 4 * data <= row["link_read_MB"] < 4.5 * data and data <= row["link_write_MB"] < 1.3 * data
+        else:
+            assert data <= row["link_read_MB"] < 1.5 * data and row["link_write_MB"] < 0.2 * data
+    assert "rbmh1" not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert "ramburst-bench-pipeline" not in Path("/proc/mounts").read_text()
+    assert not [p for p in Path("/dev/shm").iterdir() if "apipe" in p.name]
