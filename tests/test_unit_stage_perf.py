@@ -68,3 +68,38 @@ def test_item2_verify_reads_a_small_file_once_and_still_finds_a_longer_one(tmp_p
     assert stats == []
     assert sorted(bad) == ["src/d0/f3: wrong size (more than 103 bytes)",
                            "src/d1/f4: truncated (extent 0: 10 of 104 bytes)"]
+
+
+def test_item1_s3_refuses_a_file_of_more_than_10000_extents_before_writing(tmp_path):
+    """8 MiB extents (the default) make S3 parts of 8 MiB: S3 takes at most 10,000 parts, so a file
+    over 78 GiB must be refused at planning (one line, the extent that would do), not mid-upload."""
+    import pytest
+
+    from ramburst.errors import UsageError
+    from ramburst.stage.engine import Options, Stage
+
+    src = tmp_path / "src"
+    src.mkdir()
+    with open(src / "huge", "wb") as f:   # sparse: no disk used
+        f.truncate(10_001 * 8 * 2**20)
+
+    class S3Like:
+        kind, label, max_parts, extent = "s3", "s3://b/p/", 10_000, 0
+        written: list = []
+
+        def state_lines(self, name):
+            return []
+
+        def prepare(self, entries):
+            self.written.append("prepare")
+
+        def begin(self, e):
+            self.written.append("begin")
+            return "upload"
+
+    target = S3Like()
+    stage = Stage("in", Sources([src]), target, target, "in", options=Options(extent=8 * 2**20))
+    with pytest.raises(UsageError, match=r"huge: 10001 extents of 8 MiB, s3://b/p/ takes at most 10000 parts: "
+                                         r"use --extent 9M or more"):
+        stage.plan()
+    assert target.written == []

@@ -56,6 +56,7 @@ class Stage:
             if free is not None and plan.bytes_total > free:
                 raise UsageError(f"{self.target.label}: needs {plan.bytes_total / 2**20:.1f} MiB, "
                                  f"only {free / 2**20:.1f} MiB free")
+            self._check_parts(plan)
             if not self.opt.dry_run and plan.items:
                 self.target.prepare(plan.entries)
                 self._begin_uploads(plan)
@@ -65,6 +66,18 @@ class Stage:
 
         plan = self.comm.agree("stage planning", build if self.comm.rank == 0 else None)
         return self.comm.bcast(plan)
+
+    def _check_parts(self, plan: Plan) -> None:
+        """A target with a part limit (S3: 10,000 parts, one per extent; at the 8 MiB default a
+        file up to 78 GiB) refuses a larger file before anything is written, naming the extent
+        size that would do."""
+        limit = getattr(self.target, "max_parts", 0)
+        big = max((e for e in plan.entries if e.kind == "f"), key=lambda e: e.size, default=None)
+        if limit and big is not None and big.extents(self.opt.extent) > limit:
+            need = -(-big.size // limit)
+            raise UsageError(f"{big.src or big.rel}: {big.extents(self.opt.extent)} extents of "
+                             f"{self.opt.extent >> 20} MiB, {self.target.label} takes at most {limit} parts: "
+                             f"use --extent {-(-need // 2**20)}M or more")
 
     def _begin_uploads(self, plan: Plan) -> None:
         lines = []
