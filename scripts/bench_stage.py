@@ -2,7 +2,10 @@
 """Stage-in benchmark: `ramburst stage in` into pool, fs and s3 next to cp -r, rsync -a, tar|tar and
 GNU parallel + cp (the beeond-cp method) into the same deployment's CephFS mount, for three shapes:
 a tree of 4 MiB files, one large file, and many small files. Each ramburst row is measured into a
-fresh prefix ("fresh") and again over the same data after touching the sources ("rewrite").
+new prefix ("new prefix") and again over the same data after touching the sources ("rewrite"). The
+store itself has been written before those rows (the reference's warm-up pass); first writes into
+a store nobody wrote to, which also pay for every tmpfs page, are measured apart: the large file
+staged into the pool of a fresh instance, and the pool's own speed on another fresh one.
 
     .venv/bin/python scripts/bench_stage.py [--size 8G] [--big 1G] [--tree 1G] [--small 10000]
 
@@ -114,30 +117,33 @@ def measure(cluster, state: Path, shapes: dict, threads: int) -> list[dict]:
             n += 1
             t = target.format(n=n)
             cmd = [RAMBURST, "stage", "in", str(src), "--to", t, "--state-dir", str(state), "--threads", str(threads)]
-            row("ramburst stage", t.split(":")[0], "fresh", run(cmd))
+            row("ramburst stage", t.split(":")[0], "new prefix", run(cmd))
             for p in src.rglob("*"):   # new mtimes: every file is copied again, over itself
                 os.utime(p)
             row("ramburst stage", t.split(":")[0], "rewrite", run(cmd))
             clear(cluster, t)
             settle(cluster, free)
-            row("ramburst stage --no-verify", t.split(":")[0], "fresh", run([*cmd, "--no-verify"]))
+            row("ramburst stage --no-verify", t.split(":")[0], "new prefix", run([*cmd, "--no-verify"]))
             clear(cluster, t)
             settle(cluster, free)
         for tool, template in PEERS.items():
             n += 1
             dst = cluster.mount / f"p{n}"
             dst.mkdir()
-            row(tool, "fs", "fresh", run(template.format(src=src, dst=dst, parent=src.parent, name=src.name)))
+            row(tool, "fs", "new prefix", run(template.format(src=src, dst=dst, parent=src.parent, name=src.name)))
             shutil.rmtree(dst)
             settle(cluster, free)
     return rows
 
 
-def pool_reference(cluster, total: int = 2**30, threads: int = 16) -> float:
-    """The pool's own write speed (MB/s): 4 MiB write_full, 16 in flight, as `ramburst bench` does."""
+def pool_reference(cluster, total: int = 2**30, threads: int = 16, rewrite: bool = True) -> float:
+    """The pool's own write speed (MB/s): 4 MiB write_full, 16 in flight, as `ramburst bench` does;
+    with `rewrite`, after a first pass that makes the store allocate its pages (measured apart)."""
     data = os.urandom(4 * 2**20)
     n = total // len(data)
     with cluster.ioctx() as io, cf.ThreadPoolExecutor(threads) as ex:
+        if rewrite:
+            list(ex.map(lambda i: io.write_full(f"ref{i}", data), range(n)))
         t = time.perf_counter()
         list(ex.map(lambda i: io.write_full(f"ref{i}", data), range(n)))
         dt = time.perf_counter() - t
@@ -145,11 +151,31 @@ def pool_reference(cluster, total: int = 2**30, threads: int = 16) -> float:
     return round(total / 1e6 / dt, 1)
 
 
-def table(rows: list[dict], ref: float) -> str:
-    out = [f"pool's own write speed (4 MiB write_full, 16 in flight, 1 GiB): {ref} MB/s", "",
+def first_writes(src: Path, nbytes: int, size: str, threads: int, work: Path) -> dict:
+    """Into a store nobody wrote before, every byte also pays the tmpfs page it lands on: the large
+    file staged into the pool and the pool's own write speed, each on an instance of its own."""
+    out = {}
+    for what in ("pool", "stage"):
+        name = f"stagefirst{what}{os.getpid()}"
+        with ramburst.deploy(name=name, size=size, services=("pool",), state_dir=str(work / name)) as cluster:
+            if what == "pool":
+                out["pool_MBps"] = pool_reference(cluster, total=nbytes, rewrite=False)
+            else:
+                cmd = [RAMBURST, "stage", "in", str(src), "--to", "pool:first", "--state-dir", str(work / name),
+                       "--threads", str(threads)]
+                out["stage_MBps"] = round(nbytes / 1e6 / run(cmd), 1)
+    return out
+
+
+def table(rows: list[dict], ref: float, first: dict) -> str:
+    out = [f"pool's own write speed (4 MiB write_full, 16 in flight, 1 GiB, rewriting a warmed-up store): "
+           f"{ref} MB/s",
+           f"first writes into a fresh store (pages allocated on the way), the large file: pool's own "
+           f"{first['pool_MBps']} MB/s, ramburst stage into pool {first['stage_MBps']} MB/s", "",
            "| shape | tool | into | mode | s | MB/s | files/s |", "|---|---|---|---|---:|---:|---:|"]
-    out += [f"| {r['shape']} | {r['tool']} | {r['target']} | {r['mode']} | {r['seconds']} | {r['MB/s']} | "
-            f"{r['files/s']} |" for r in rows]
+    bar = "\\|"   # "tar | tar" in a cell
+    out += [f"| {r['shape']} | {r['tool'].replace('|', bar)} | {r['target']} | {r['mode']} | {r['seconds']} | "
+            f"{r['MB/s']} | {r['files/s']} |" for r in rows]
     return "\n".join(out)
 
 
@@ -168,13 +194,16 @@ def main() -> None:
     state = work / "state"
     try:
         shapes = make_shapes(work / "src", parse_size(a.big), parse_size(a.tree), a.small)
+        first = first_writes(work / "src" / "large", parse_size(a.big), a.size, a.threads, work)
+        print(json.dumps({"first_writes": first}), file=sys.stderr, flush=True)
         with ramburst.deploy(name=a.name, size=a.size, services=("pool", "s3", "fs"), state_dir=str(state),
                              mount=str(work / "mnt")) as cluster:
             ref = pool_reference(cluster)
             rows = measure(cluster, state, shapes, a.threads)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(json.dumps({"pool_rados_bench_MBps": ref, "rows": rows}, indent=1) if a.json else table(rows, ref))
+    print(json.dumps({"pool_rados_bench_MBps": ref, "first_writes": first, "rows": rows}, indent=1) if a.json
+          else table(rows, ref, first))
 
 
 if __name__ == "__main__":

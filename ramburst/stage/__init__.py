@@ -23,7 +23,8 @@ from .stores import Sources, Tree, cluster_store, default_spec
 __all__ = ["stage_in", "stage_out", "StageError", "EXTENT"]
 
 
-def _options(extent: int, threads: int, verify: bool, dry_run: bool, delete: bool = False) -> Options:
+def _options(extent: int, threads: int, verify: bool, dry_run: bool, delete: bool = False,
+             read_back: bool = False) -> Options:
     from . import model
 
     if model.xxhash is None:
@@ -32,7 +33,8 @@ def _options(extent: int, threads: int, verify: bool, dry_run: bool, delete: boo
         raise UsageError(f"extent size {extent} bytes: must be 1 MiB to 64 MiB")
     if threads < 1:
         raise UsageError("threads must be at least 1")
-    return Options(extent=extent, threads=threads, verify=verify, dry_run=dry_run, delete=delete)
+    return Options(extent=extent, threads=threads, verify=verify, dry_run=dry_run, delete=delete,
+                   read_back=read_back)
 
 
 def _check_s3_extent(spec: str, opt: Options) -> None:
@@ -56,7 +58,7 @@ def _reporter(cluster, direction: str, label: str, comm, progress: bool, dry_run
 
 def stage_in(cluster, srcs, to: str | None = None, *, comm=None, extent: int = EXTENT, threads: int = 8,
              verify: bool = True, dry_run: bool = False, progress: bool = False, check: bool = True,
-             codec: str | None = None) -> dict:
+             codec: str | None = None, read_back: bool = False) -> dict:
     """Copy SRC files/folders into the instance (fs:PATH, pool:PREFIX or s3://BUCKET/PREFIX); each SRC
     lands under its own name. With `codec` (volume[:LEVEL] or zstd[:LEVEL], lossless only) .npy volumes
     go in as compressed zarr arrays instead (compress.py). Returns the summary; raises StageError if
@@ -72,7 +74,7 @@ def stage_in(cluster, srcs, to: str | None = None, *, comm=None, extent: int = E
     for p in paths:
         if not p.exists() and not p.is_symlink():
             raise UsageError(f"{p}: no such file or folder")
-    opt = _options(extent, threads, verify, dry_run)
+    opt = _options(extent, threads, verify, dry_run, read_back=read_back)
     spec = to or default_spec(cluster)
     _check_s3_extent(spec, opt)
     target = cluster_store(cluster, spec)
@@ -114,7 +116,7 @@ def _check(summary: dict, check: bool) -> dict:
 
 def stage_out(cluster, dest, source: str | None = None, *, comm=None, delete: bool = False,
               extent: int = EXTENT, threads: int = 8, verify: bool = True, dry_run: bool = False,
-              progress: bool = False, check: bool = True) -> dict:
+              progress: bool = False, check: bool = True, read_back: bool = False) -> dict:
     """Copy the instance's data (default: its fs mount, else its pool) to the folder DEST, verified.
     The journal lives beside the source in the cluster, so a re-run copies only the rest."""
     dest = Path(dest).absolute()
@@ -122,7 +124,7 @@ def stage_out(cluster, dest, source: str | None = None, *, comm=None, delete: bo
         raise UsageError(f"{dest}: exists and is not a folder")
     if not dest.parent.is_dir():
         raise UsageError(f"{dest.parent}: no such folder")
-    opt = _options(extent, threads, verify, dry_run, delete)
+    opt = _options(extent, threads, verify, dry_run, delete, read_back)
     spec = source or default_spec(cluster)
     _check_s3_extent(spec, opt)
     src = cluster_store(cluster, spec)

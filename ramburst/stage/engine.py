@@ -31,6 +31,7 @@ class Options:
     extent: int = EXTENT
     threads: int = 8
     verify: bool = True
+    read_back: bool = False     # read back even a target whose write ack is trusted (the pool)
     dry_run: bool = False
     delete: bool = False
 
@@ -56,6 +57,7 @@ class Stage:
             if free is not None and plan.bytes_total > free:
                 raise UsageError(f"{self.target.label}: needs {plan.bytes_total / 2**20:.1f} MiB, "
                                  f"only {free / 2**20:.1f} MiB free")
+            self._check_parts(plan)
             if not self.opt.dry_run:
                 self.target.prepare(plan.entries)
                 gone = uploads.reconcile(self.target, plan)
@@ -68,6 +70,18 @@ class Stage:
 
         plan = self.comm.agree("stage planning", build if self.comm.rank == 0 else None)
         return self.comm.bcast(plan)
+
+    def _check_parts(self, plan: Plan) -> None:
+        """A target with a part limit (S3: 10,000 parts, one per extent; at the 8 MiB default a
+        file up to 78 GiB) refuses a larger file before anything is written, naming the extent
+        size that would do."""
+        limit = getattr(self.target, "max_parts", 0)
+        big = max((e for e in plan.entries if e.kind == "f"), key=lambda e: e.size, default=None)
+        if limit and big is not None and big.extents(self.opt.extent) > limit:
+            need = -(-big.size // limit)
+            raise UsageError(f"{big.src or big.rel}: {big.extents(self.opt.extent)} extents of "
+                             f"{self.opt.extent >> 20} MiB, {self.target.label} takes at most {limit} parts: "
+                             f"use --extent {-(-need // 2**20)}M or more")
 
     def _begin_uploads(self, plan: Plan) -> None:
         lines = []
@@ -176,7 +190,8 @@ class Stage:
         def fin():
             return self.finalize(plan, records, rank)
         errors += comm.agree("stage finalize", fin if comm.rank == 0 else None) or []
-        if self.opt.verify:
+        summary["verify"] = self._verify_mode()
+        if summary["verify"] == "read back":
             errors += self._verify(plan, rank, rep)
         summary.update(self._finish(plan, errors, rep))
         summary["seconds"] = round(time.monotonic() - t0, 3)
@@ -184,6 +199,15 @@ class Stage:
         summary["files"] = plan.files_total - sum(1 for g in gathered for _ in g[1])
         summary["errors"] = errors
         return summary
+
+    def _verify_mode(self) -> str:
+        """"read back" (every byte, hashed and compared), "write ack" (a store whose acknowledged
+        write is the check: the pool) or "off" (--no-verify)."""
+        if not self.opt.verify:
+            return "off"
+        if getattr(self.target, "trusts_ack", False) and not self.opt.read_back:
+            return "write ack"
+        return "read back"
 
     def _verify(self, plan: Plan, rank: Rank, rep) -> list[str]:
         plan.done = self.comm.bcast(plan.done)

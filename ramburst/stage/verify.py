@@ -21,8 +21,10 @@ def verify_item(target, ext: int, plan: Plan, rank: Rank, bad: list, item: tuple
             data = target.read_final(e, off, n)
         except Exception as err:  # noqa: BLE001 - any failure to read back is a failed check
             data, why = b"", f"cannot be read back ({type(err).__name__})"
-        if why is None and len(data) != n:
+        if why is None and len(data) < n:
             why = f"truncated (extent {k}: {len(data)} of {n} bytes)"
+        elif why is None and len(data) > n:  # a sized read of a whole file found more bytes
+            why = f"wrong size (more than {e.size} bytes)"
         elif why is None and digest(data) != d.hashes[k]:
             why = f"corrupted (extent {k}: xxh3 differs)"
         elif why is None and k == e.extents(ext) - 1 and not (k == 0 and sized) \

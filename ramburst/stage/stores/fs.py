@@ -28,8 +28,11 @@ class Tree:
         return walk_tree(self.root, "", errors)
 
     def read(self, e: Entry, off: int, n: int) -> bytes:
-        with open(e.src or self.root / e.rel, "rb", buffering=0) as f:
-            return os.pread(f.fileno(), n, off) if n else b""
+        fd = os.open(e.src or self.root / e.rel, os.O_RDONLY)
+        try:
+            return os.pread(fd, n, off) if n else b""
+        finally:
+            os.close(fd)
 
     # -- target
     def path(self, rel: str) -> Path:
@@ -40,15 +43,21 @@ class Tree:
         return p.with_name(f".{p.name}{TMP_SUFFIX}")
 
     def prepare(self, entries: list[Entry]) -> None:
+        """Make every folder once (a file's parent only when no folder entry made it): through
+        ceph-fuse a mkdir of an existing folder is a round trip plus a stat, and asking once per
+        file cost 5.6 s of a 10,000-file stage."""
         self.root.mkdir(parents=True, exist_ok=True)
+        made = {self.root}
         for e in entries:
             if e.kind == "d":
                 p = self.path(e.rel)
                 if p.is_symlink() or (p.exists() and not p.is_dir()):
                     p.unlink()
                 p.mkdir(parents=True, exist_ok=True)
-            else:
-                self.path(e.rel).parent.mkdir(parents=True, exist_ok=True)
+                made.add(p)
+            elif (parent := self.path(e.rel).parent) not in made:
+                parent.mkdir(parents=True, exist_ok=True)
+                made.add(parent)
 
     def _final(self, e: Entry, fd: int, tmp: Path, whole: bool = False) -> None:
         if not whole:
@@ -128,9 +137,16 @@ class Tree:
         except FileNotFoundError:
             return None
 
+    # A whole file is read back with one byte more than expected, so a longer file shows in the read
+    # and needs no stat of its own: through ceph-fuse every call is a round trip to the client.
+    sized_reads = True
+
     def read_final(self, e: Entry, off: int, n: int) -> bytes:
-        with open(self.path(e.rel), "rb", buffering=0) as f:
-            return os.pread(f.fileno(), n, off) if n else b""
+        fd = os.open(self.path(e.rel), os.O_RDONLY)
+        try:
+            return os.pread(fd, n + 1 if off == 0 and n == e.size else n, off)
+        finally:
+            os.close(fd)
 
     def free_bytes(self) -> int | None:
         p = self.root

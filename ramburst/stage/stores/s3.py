@@ -17,6 +17,7 @@ class S3(ObjectStore):
     """Objects PREFIX+rel in a bucket of the instance's S3 endpoint; large files as multipart uploads."""
 
     kind = "s3"
+    max_parts = 10_000  # S3's limit on a multipart upload (one part per extent)
 
     def __init__(self, cluster, bucket: str, prefix: str):
         if prefix and not prefix.endswith("/"):
