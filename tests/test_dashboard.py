@@ -367,10 +367,18 @@ def test_prometheus_serves_ramburst_and_the_mgr_exporter_behind_the_token(tmp_pa
             base = handle.url.split("/?")[0]
             assert http_status(base + "/metrics") == 403
             request = urllib.request.Request(base + "/metrics", headers={"Authorization": f"Bearer {handle.token}"})
-            with urllib.request.urlopen(request, timeout=20) as r:
-                text = r.read().decode()
-        assert "ramburst_health_ok 1" in text and f'ramburst_pool_stored_bytes{{pool="{c.pool}"}}' in text
-        assert "ceph_health_status " in text and 'ceph_osd_up{ceph_daemon="osd.0"} 1.0' in text
+            want = ["ramburst_health_ok 1", f'ramburst_pool_stored_bytes{{pool="{c.pool}"}}',
+                    "ceph_health_status ", 'ceph_osd_up{ceph_daemon="osd.0"} 1.0']
+            # Scraped as Prometheus does, every second: the first snapshot, right after `up`, may
+            # still see a daemon slow to answer its 2 s probe; a healthy cluster reads healthy within 15 s.
+            for _ in range(15):
+                with urllib.request.urlopen(request, timeout=20) as r:
+                    text = r.read().decode()
+                if all(w in text for w in want):
+                    break
+                time.sleep(1)
+        missing = [w for w in want if w not in text]
+        assert not missing, f"{missing} not in the scrape:\n{text}"
     finally:
         c.down()
     assert_nothing_left(name, state, port)
