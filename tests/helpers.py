@@ -89,3 +89,23 @@ def wait_until_up(state, proc, timeout=60):
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.1)
     raise AssertionError("instance never came up")
+
+
+def volume_like(shape, dtype, seed):
+    """A smooth field with noise (what the predictive codec is for)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    grids = np.meshgrid(*[np.linspace(0, 3, s) for s in shape], indexing="ij")
+    field = np.sin(sum(grids)) * 1000 + 2000 + 5 * rng.standard_normal(shape)
+    return field.astype(dtype)
+
+
+def kill_9_once(proc, done, what: str, timeout: float = 120) -> None:
+    """SIGKILL `proc` as soon as `done()` is true (some of its work has landed); fails if it ended first."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert proc.poll() is None and time.monotonic() < deadline, f"{what} ended before it could be killed"
+        time.sleep(0.01)
+    proc.kill()
+    proc.wait(30)

@@ -15,16 +15,9 @@ pytest.importorskip("ramburst.arrays")
 import ramburst.codecs  # noqa: E402, F401  (registers the codecs with zarr in this process too)
 
 from conftest import cli, unique_name  # noqa: E402
+from helpers import volume_like  # noqa: E402
 
 pytestmark = pytest.mark.ceph
-
-
-def volume_like(shape, dtype, seed):
-    """A smooth field with noise (what the predictive codec is for)."""
-    rng = np.random.default_rng(seed)
-    grids = np.meshgrid(*[np.linspace(0, 3, s) for s in shape], indexing="ij")
-    field = np.sin(sum(grids)) * 1000 + 2000 + 5 * rng.standard_normal(shape)
-    return field.astype(dtype)
 
 
 @pytest.fixture(scope="module")

@@ -20,16 +20,9 @@ from zarr.core.sync import sync  # noqa: E402
 import ramburst.codecs  # noqa: E402, F401  (registers the codecs with zarr in this process too)
 
 from conftest import RAMBURST, cli, unique_name  # noqa: E402
+from helpers import kill_9_once, volume_like  # noqa: E402
 
 pytestmark = pytest.mark.ceph
-
-
-def volume_like(shape, dtype, seed):
-    """A smooth field with noise (what the predictive codec is for)."""
-    rng = np.random.default_rng(seed)
-    grids = np.meshgrid(*[np.linspace(0, 3, s) for s in shape], indexing="ij")
-    field = np.sin(sum(grids)) * 1000 + 2000 + 5 * rng.standard_normal(shape)
-    return field.astype(dtype)
 
 
 def up_waiting(name, state_dir):
@@ -83,12 +76,7 @@ def test_item3_resumed_lossy_import_skips_the_units_already_done(cluster, tmp_pa
             "--chunks", "1,256,256", "--jobs", "1", "--codec", "sz3:0.01"]
     proc = subprocess.Popen([RAMBURST, *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     store = cluster.zarr_store(namespace="lossy", read_only=True)
-    deadline = time.monotonic() + 120
-    while len(keys(store, "k/c/")) < 10:
-        assert proc.poll() is None and time.monotonic() < deadline, "import ended before it could be killed"
-        time.sleep(0.01)
-    proc.kill()
-    proc.wait(30)
+    kill_9_once(proc, lambda: len(keys(store, "k/c/")) >= 10, "import")
     listed = len(keys(store, "k/c/"))
     assert 10 <= listed < 256, listed
     r = cli(*args)
@@ -242,12 +230,7 @@ def test_item1_stage_in_codec_killed_then_resumed_writes_only_the_rest(cluster, 
             "--threads", "1", "--state-dir", cluster.state_dir]
     proc = subprocess.Popen([RAMBURST, *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     store = cluster.zarr_store(namespace="arrays", read_only=True)
-    deadline = time.monotonic() + 120
-    while len(keys(store, "ckill/k.npy/c/")) < 1:
-        assert proc.poll() is None and time.monotonic() < deadline, "stage ended before it could be killed"
-        time.sleep(0.01)
-    proc.kill()
-    proc.wait(30)
+    kill_9_once(proc, lambda: len(keys(store, "ckill/k.npy/c/")) >= 1, "stage")
     listed = len(keys(store, "ckill/k.npy/c/"))
     total = 16
     assert 1 <= listed < total, listed
