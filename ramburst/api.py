@@ -56,6 +56,7 @@ class Cluster:
                        "secret_key": self.env["AWS_SECRET_ACCESS_KEY"],
                        "credentials_file": self.env["RAMBURST_S3_CREDENTIALS"]}
         self._rados = None
+        self._connecting = threading.Lock()
         self._marks: Marks | None = None
 
     def __repr__(self) -> str:
@@ -69,11 +70,14 @@ class Cluster:
         return s3_service.client(s3_service.read_credentials(Path(self.s3["credentials_file"])))
 
     def rados(self):
-        """A connected rados.Rados handle as client.admin (closed by `down`)."""
-        if self._rados is None:
-            self._rados = open_rados(self.conf)
-            self._rados.connect(timeout=30)
-            _OPEN.add(self)
+        """A connected rados.Rados handle as client.admin (closed by `down`); safe to call first from
+        several threads at once (before: all but one got RadosStateError "state configuring")."""
+        with self._connecting:
+            if self._rados is None:
+                handle = open_rados(self.conf)
+                handle.connect(timeout=30)
+                self._rados = handle
+                _OPEN.add(self)
         return self._rados
 
     def ioctx(self, pool: str | None = None):
@@ -123,6 +127,18 @@ class Cluster:
         from .arrays.store import RadosStore
 
         return RadosStore(self, namespace, pool, read_only=read_only)
+
+    def cephfs(self, settings: dict[str, str] | None = None):
+        """A new libcephfs client mounted on the instance's filesystem, as client.admin acting as
+        this process's user (ramburst.ceph.libcephfs.CephFS: paths absolute in the filesystem,
+        the mount's root is "/"); `settings` are client options. Close it when done."""
+        from .ceph.libcephfs import CephFS
+
+        if self.mount is None:
+            raise RamburstError(f"instance {self.name!r} has no fs service")
+        layout = Layout.of_conf(self.conf)
+        host = status_mod.local_label(InstanceState(self.state_dir))
+        return CephFS(self.conf, layout.keyring("client.admin"), settings, register=layout.fs_clients(host))
 
     def status(self) -> dict:
         return status_mod.collect(self.state_dir)

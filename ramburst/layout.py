@@ -31,6 +31,10 @@ class Layout:
         """For code that has only the ceph.conf path (it sits at the top of the state folder)."""
         return cls(Path(conf).parent)
 
+    def fs_clients(self, host_label: str) -> Path:
+        """Notes of the in-process CephFS clients mounted on a host (ceph/libcephfs.py)."""
+        return self.run / "fs-clients" / host_label
+
     def keyring(self, entity: str) -> Path:
         return self.keys / f"{entity}.keyring"
 

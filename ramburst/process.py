@@ -33,10 +33,8 @@ class ProcessRecord:
         daemon's main thread often ends first: it then reads as a zombie with no command line
         while its other threads still hold the listening port; the start time alone names it."""
         try:
-            p = psutil.Process(self.pid)
-            if abs(p.create_time() - self.create_time) > 0.05:
-                return None
-            if not threads_running(self.pid):
+            p = started(self.pid, self.create_time)
+            if p is None:
                 return None
             try:
                 cmd = p.cmdline()
@@ -50,6 +48,17 @@ class ProcessRecord:
 
     def alive(self) -> bool:
         return self.process() is not None
+
+
+def started(pid: int, create_time: float) -> psutil.Process | None:
+    """The process `pid` if it is the one started at `create_time` and not all its threads have ended."""
+    try:
+        p = psutil.Process(pid)
+        if abs(p.create_time() - create_time) > 0.05 or not threads_running(pid):
+            return None
+        return p
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
 
 
 def threads_running(pid: int) -> bool:

@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Stage-in benchmark: `ramburst stage in` into pool, fs and s3 next to cp -r, rsync -a, tar|tar and
 GNU parallel + cp (the beeond-cp method) into the same deployment's CephFS mount, for three shapes:
-a tree of 4 MiB files, one large file, and many small files. Each ramburst row is measured into a
+a tree of 4 MiB files, one large file, and many small files. Stage writes the fs through libcephfs
+in its own process; a row "through the mount" shows the ceph-fuse path (RAMBURST_STAGE_FS=mount),
+and a "--read-back" row what reading everything back costs where the write ack is the check
+(pool, fs). Each ramburst row is measured into a
 new prefix ("new prefix") and again over the same data after touching the sources ("rewrite"). The
 store itself has been written before those rows (the reference's warm-up pass); first writes into
 a store nobody wrote to, which also pay for every tmpfs page, are measured apart: the large file
@@ -92,9 +95,9 @@ def settle(cluster, free: int, timeout: float = 90) -> None:
         time.sleep(1)
 
 
-def run(cmd: str | list) -> float:
+def run(cmd: str | list, env: dict | None = None) -> float:
     t = time.perf_counter()
-    r = subprocess.run(cmd, shell=isinstance(cmd, str), capture_output=True, text=True)
+    r = subprocess.run(cmd, shell=isinstance(cmd, str), capture_output=True, text=True, env=env)
     dt = time.perf_counter() - t
     if r.returncode != 0:
         raise SystemExit(f"bench_stage: failed: {cmd}: {r.stderr.strip()[-300:]}")
@@ -126,6 +129,15 @@ def measure(cluster, state: Path, shapes: dict, threads: int) -> list[dict]:
             row("ramburst stage --no-verify", t.split(":")[0], "new prefix", run([*cmd, "--no-verify"]))
             clear(cluster, t)
             settle(cluster, free)
+            if not t.startswith("s3:"):   # pool and fs trust the write ack: what reading all back costs
+                row("ramburst stage --read-back", t.split(":")[0], "new prefix", run([*cmd, "--read-back"]))
+                clear(cluster, t)
+                settle(cluster, free)
+            if t.startswith("fs:"):       # as before libcephfs (and for a user without the key): the mount
+                row("ramburst stage (through the mount)", "fs", "new prefix",
+                    run(cmd, env={**os.environ, "RAMBURST_STAGE_FS": "mount"}))
+                clear(cluster, t)
+                settle(cluster, free)
         for tool, template in PEERS.items():
             n += 1
             dst = cluster.mount / f"p{n}"

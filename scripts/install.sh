@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(ceph-mon ceph-mgr ceph-osd ceph-mds radosgw ceph-fuse ceph-common python3-rados python3-cephfs
+APT_PACKAGES=(ceph-mon ceph-mgr ceph-osd ceph-mds radosgw ceph-fuse ceph-common python3-rados python3-cephfs libcephfs2
               python3-venv python3-dev iproute2 procps psmisc fuse3
               openmpi-bin libopenmpi-dev s3cmd fio rsync parallel   # rsync, parallel: the stage bench's peers
               slurm-wlm slurmctld slurmd slurm-client munge   # Slurm: the test cluster (tests/slurm.py)

@@ -218,3 +218,31 @@ def test_failure_at_each_service_step_rolls_back(instance_dir, tmp_path, step):
     assert_nothing_left(name, state)
     assert not mount.exists()
     assert str(mount) not in Path("/proc/mounts").read_text()
+
+
+def test_api_cluster_first_used_from_many_threads_at_once(trio):
+    """Eight threads put through one new Cluster at the same moment: each put lands (before: all
+    but one thread got RadosStateError "state configuring" from the lazily connected handle)."""
+    import contextlib
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import ramburst
+
+    _, state, _, _ = trio
+    cluster = ramburst.attach(state_dir=state)
+    start = threading.Barrier(8)
+
+    def put(i: int) -> bytes:
+        start.wait()
+        cluster.put(f"threads{i}", b"x%d" % i)
+        return cluster.get(f"threads{i}")
+
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            assert list(pool.map(put, range(8))) == [b"x%d" % i for i in range(8)]
+    finally:
+        for i in range(8):
+            with contextlib.suppress(Exception):   # not written when the test failed
+                cluster.delete(f"threads{i}")
+        cluster.close()

@@ -1,6 +1,8 @@
 """Issue 13: stage-in and stage-out, on a real instance (pool, s3, fs), as a user would run them."""
 from __future__ import annotations
 
+import concurrent.futures
+import errno
 import json
 import os
 import shutil
@@ -133,9 +135,14 @@ def inst(tmp_path_factory):
     assert_nothing_left(name, state)
 
 
-@pytest.mark.parametrize("target", ["pool:rt", "fs:/rt", "s3://stagebucket/rt"])
-def test_item_round_trip_byte_identical(inst, tmp_path, target):
+@pytest.mark.parametrize("target,how", [("pool:rt", None), ("fs:/rt", None), ("fs:/rt", "mount"),
+                                        ("s3://stagebucket/rt", None)])
+def test_item_round_trip_byte_identical(inst, tmp_path, target, how, monkeypatch):
+    """how="mount": through the ceph-fuse mount, as for a user who cannot read the instance's key."""
     state, mnt = inst
+    if how:
+        monkeypatch.setenv("RAMBURST_STAGE_FS", how)
+        target = target + how
     tree = make_tree(tmp_path / "src")
     before = snapshot(tree.parent)
     s = summary(stage(state, "in", tree, "--to", target, "--json"))
@@ -144,8 +151,8 @@ def test_item_round_trip_byte_identical(inst, tmp_path, target):
     cluster = ramburst.attach(state_dir=state)
     big = (tree / "big.bin").read_bytes()
     if target.startswith("fs:"):   # the tree is really in CephFS, under its final names only
-        assert (mnt / "rt" / "tree" / "big.bin").read_bytes() == big
-        assert not list((mnt / "rt").rglob("*.rbstage-tmp"))
+        assert (mnt / target[4:] / "tree" / "big.bin").read_bytes() == big
+        assert not list((mnt / target[4:]).rglob("*.rbstage-tmp"))
     elif target.startswith("s3:"):  # one object, completed from its parts
         body = cluster.s3_client().get_object(Bucket="stagebucket", Key="rt/tree/big.bin")["Body"].read()
         assert body == big
@@ -164,22 +171,28 @@ def test_item_round_trip_byte_identical(inst, tmp_path, target):
     assert again["bytes"] == 0 and again["skipped_files"] == 33
 
 
-def test_item_kill9_then_resume_copies_only_the_rest(inst, tmp_path):
-    state, _ = inst
+@pytest.mark.parametrize("target,label", [("pool:resume", "pool:resume/"), ("fs:/resume", "fs:/resume")])
+def test_item_kill9_then_resume_copies_only_the_rest(inst, tmp_path, target, label):
+    state, mnt = inst
     src = many_files(tmp_path / "src", 24 * MiB)
     total = 64 * MiB
     env = {"RAMBURST_STAGE_DELAY": "0.1"}
-    args = [RAMBURST, "stage", "in", str(src), "--to", "pool:resume", "--state-dir", str(state), "--extent", "1M",
+    args = [RAMBURST, "stage", "in", str(src), "--to", target, "--state-dir", str(state), "--extent", "1M",
             "--threads", "1"]
-    kill9_when_done(args, env, state, "in", "pool:resume/", total // 3)
-    dry = summary(cli("stage", "in", src, "--to", "pool:resume", "--state-dir", state, "--extent", "1M",
+    kill9_when_done(args, env, state, "in", label, total // 3)
+    if target.startswith("fs:"):  # the fs client died with the process: what has a final name is whole
+        many = mnt / "resume" / "many"   # listed at once: the watchdog evicts the dead client's session
+        finals = [p for p in many.iterdir() if not p.name.endswith(".rbstage-tmp")]
+        assert all(p.read_bytes() == (src / p.name).read_bytes() for p in finals)
+        assert (many / ".large.rbstage-tmp").exists() and not (many / "large").exists()
+    dry = summary(cli("stage", "in", src, "--to", target, "--state-dir", state, "--extent", "1M",
                       "--dry-run", "--json"))
     assert 0 < dry["bytes_total"] < total - total // 3 + 2 * MiB
-    rest = summary(cli("stage", "in", src, "--to", "pool:resume", "--state-dir", state, "--extent", "1M", "--json"))
+    rest = summary(cli("stage", "in", src, "--to", target, "--state-dir", state, "--extent", "1M", "--json"))
     assert rest["bytes"] == dry["bytes_total"] and rest["errors"] == []
     assert rest["skipped_files"] == 41 - dry["files_total"] > 0
     dest = tmp_path / "out"
-    summary(cli("stage", "out", dest, "--from", "pool:resume", "--state-dir", state, "--extent", "1M", "--json"))
+    summary(cli("stage", "out", dest, "--from", target, "--state-dir", state, "--extent", "1M", "--json"))
     assert snapshot(dest) == snapshot(src.parent)
 
 
@@ -325,6 +338,26 @@ def test_item_bad_input_one_line_exit_2(inst, tmp_path):
     assert r.returncode == 2 and "not a folder" in r.stderr
 
 
+def test_item_fs_path_leading_out_of_the_mount_refused(inst, tmp_path):
+    """fs:PATH names a folder of the CephFS: a `..` or a symlink in the mount that leads elsewhere is
+    refused, one line, exit 2, nothing made (before: the files went wherever the path led)."""
+    state, mnt = inst
+    (tmp_path / "f").write_text("x")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.symlink(outside, mnt / "away")
+    try:
+        for args in [("in", tmp_path / "f", "--to", "fs:../escape"), ("in", tmp_path / "f", "--to", "fs:/away"),
+                     ("in", tmp_path / "f", "--to", "fs:/away/sub"), ("out", tmp_path / "d", "--from", "fs:/away")]:
+            r = stage(state, *args)
+            assert r.returncode == 2, (args, r.stderr)
+            assert len(r.stderr.strip().splitlines()) == 1 and "outside the fs mounted at" in r.stderr, r.stderr
+        assert list(outside.iterdir()) == [] and not (mnt.parent / "escape").exists()
+        assert not (tmp_path / "d").exists()
+    finally:
+        os.unlink(mnt / "away")
+
+
 def test_item_dest_without_space(inst, tmp_path):
     state, _ = inst
     tree = make_tree(tmp_path / "src")
@@ -385,6 +418,119 @@ def test_item_full_store_mid_stage_fails_cleanly(tmp_path):
         cluster.close()
         assert f"{len(names)} file(s) staged" in line
         assert len(big) == 80 * MiB
+    finally:
+        cli("down", "--state-dir", state)
+    assert_nothing_left(name, state)
+
+
+def test_item_full_fs_refused_up_front_and_mid_stage_fails_cleanly(tmp_path):
+    """Into the fs: more than its free space (the quota, as df shows it) is refused before anything is
+    written (before: the stage ran into the OSD's size, where the MDS waits forever, and never ended).
+    Filled by someone else mid-stage: EDQUOT ends the stage with "store full" and the files staged;
+    what has a final name is whole; once room is made the same command copies the rest."""
+    name = unique_name("bsq")
+    state = tmp_path / name
+    mnt = tmp_path / "mnt"
+    r = up("--name", name, "--state-dir", state, "--size", "1G", "--service", "fs", "--mount", mnt)
+    assert r.returncode == 0, r.stderr
+    try:
+        src = tmp_path / "src" / "fill"
+        src.mkdir(parents=True)
+        (src / "b00").write_bytes(os.urandom(80 * MiB))
+        for i in range(1, 30):   # hard links: 2.3 GiB to stage (more than the store), 80 MiB on disk
+            os.link(src / "b00", src / f"b{i:02d}")
+        r = cli("stage", "in", src, "--to", "fs:/full", "--state-dir", state, timeout=120)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert "needs 2400.0 MiB, only" in r.stderr and "MiB free" in r.stderr, r.stderr
+        assert not (mnt / "full").exists()
+
+        few = tmp_path / "src2" / "few"
+        few.mkdir(parents=True)
+        for i in range(40):   # one extent each: made final one by one, two to a work item
+            (few / f"s{i:02d}").write_bytes(os.urandom(4 * MiB))
+        args = [RAMBURST, "stage", "in", str(few), "--to", "fs:/mid", "--state-dir", str(state), "--threads", "1"]
+        p = subprocess.Popen(args, env={**os.environ, "RAMBURST_STAGE_DELAY": "1.5"}, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 120
+            while not list((mnt / "mid" / "few").glob("s*")):
+                assert p.poll() is None and time.monotonic() < deadline, p.communicate()
+                time.sleep(0.05)
+            # someone else fills the fs to 64 MiB below its quota (or to its first EDQUOT), at 80 MB/s:
+            # at full speed two writers overshoot the quota (checked against sizes the MDS learns
+            # late) into the OSD's size, where the MDS stops. The stage's next writes meet EDQUOT.
+            st = os.statvfs(mnt)
+            left = st.f_bavail * st.f_frsize - 64 * MiB
+            with open(mnt / "filler", "wb") as f:
+                try:
+                    while left > 0:
+                        f.write(os.urandom(min(8 * MiB, left)))
+                        f.flush()
+                        os.fsync(f.fileno())
+                        left -= 8 * MiB
+                        time.sleep(0.1)
+                except OSError as e:
+                    assert e.errno == errno.EDQUOT, e
+            out, err = p.communicate(timeout=300)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+        assert p.returncode == 1, err
+        line = err.strip().splitlines()[-1]
+        assert "store full" in line and "file(s) staged" in line and "run the same command again" in line, line
+        finals = [f for f in (mnt / "mid" / "few").iterdir() if not f.name.endswith(".rbstage-tmp")]
+        assert finals and all(f.read_bytes() == (few / f.name).read_bytes() for f in finals)
+        (mnt / "filler").unlink()
+        deadline = time.monotonic() + 60   # the MDS purges the deleted file in the background
+        while True:
+            rest = cli("stage", "in", few, "--to", "fs:/mid", "--state-dir", state, "--json")
+            if rest.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+        assert summary(rest)["errors"] == []
+        assert snapshot(mnt / "mid" / "few") == snapshot(few)
+    finally:
+        cli("down", "--state-dir", state)
+    assert_nothing_left(name, state)
+
+
+def test_item_store_filled_by_the_pool_under_an_fs_stage_ends_it_with_store_full(tmp_path):
+    """The pool fills the shared store at full speed while a stage writes into the fs: the OSD stops at
+    the size, and the MDS then waits forever for its journal. The stage still ends, exit 1, "store
+    full", naming what was staged (its libcephfs client is aborted when a call waits 20 s, as the
+    watchdog ends ceph-fuse for the mount; before, the stage process never ended)."""
+    name = unique_name("bsp")
+    state = tmp_path / name
+    r = up("--name", name, "--state-dir", state, "--size", "1G", "--service", "pool", "--service", "fs",
+           "--mount", tmp_path / "mnt")
+    assert r.returncode == 0, r.stderr
+    try:
+        few = tmp_path / "src" / "few"
+        few.mkdir(parents=True)
+        for i in range(40):
+            (few / f"s{i:02d}").write_bytes(os.urandom(4 * MiB))
+        args = [RAMBURST, "stage", "in", str(few), "--to", "fs:/mid", "--state-dir", str(state), "--threads", "1"]
+        p = subprocess.Popen(args, env={**os.environ, "RAMBURST_STAGE_DELAY": "0.3"}, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 120
+            while not list((tmp_path / "mnt" / "mid" / "few").glob("s*")):
+                assert p.poll() is None and time.monotonic() < deadline, p.communicate()
+                time.sleep(0.05)
+            cluster = ramburst.attach(state_dir=state)
+            block = os.urandom(4 * MiB)
+            with pytest.raises(Exception, match="no space"), concurrent.futures.ThreadPoolExecutor(8) as ex:
+                list(ex.map(lambda i: cluster.put(f"fill{i}", block), range(1000)))
+            cluster.close()
+            out, err = p.communicate(timeout=240)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+        assert p.returncode == 1, err
+        line = err.strip().splitlines()[-1]
+        assert "store full" in line and "file(s) staged" in line and "run the same command again" in line, line
     finally:
         cli("down", "--state-dir", state)
     assert_nothing_left(name, state)

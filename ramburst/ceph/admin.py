@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import sysconfig
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from ..errors import DeployError, RamburstError
 from ..layout import Layout
 from ..wait import wait_until
 
+_LOAD_LOCK = threading.RLock()
 _SYSTEM_DIRS = ("/usr/lib/python3/dist-packages", "/usr/lib64/python3*/site-packages",
                 "/usr/local/lib/python3*/dist-packages")
 
@@ -24,8 +26,14 @@ def load_binding(name: str, package: str):
     """Import a Ceph Python binding (`rados`, `cephfs`) that only the distribution ships.
 
     A virtualenv does not see system packages, so look for the extension module built for
-    this interpreter's ABI in the system folders and load that file alone.
+    this interpreter's ABI in the system folders and load that file alone. Under a lock: two
+    threads loading the same extension at once left one of them a half-made module.
     """
+    with _LOAD_LOCK:
+        return _load_binding(name, package)
+
+
+def _load_binding(name: str, package: str):
     if name in sys.modules:
         return sys.modules[name]
     try:

@@ -23,6 +23,13 @@ One small process per host, started by `up` after the OSDs and recorded like a d
    STUCK_AFTER seconds, or ceph-fuse itself stops answering that long, it kills that
    ceph-fuse (by its record). The kernel then ends every request on the mount with ENOTCONN
    ("Transport endpoint is not connected"), and `down` unmounts it as usual.
+
+3. **No dead client holds the fs.** A process killed with an in-process CephFS client mounted
+   (`stage` into fs:, `Cluster.cephfs()`) leaves its MDS session behind, and the capabilities
+   it held: the job's ceph-fuse then waits for them until the MDS gives up on the session
+   (60 s at least), and item 2 would end the mount first. Such clients leave a note while
+   mounted (ceph/libcephfs.py); each mount check, a note of this host whose process has ended
+   gets its session evicted (`ceph tell mds.* client evict id=N`), so the mount goes on.
 """
 from __future__ import annotations
 
@@ -31,16 +38,18 @@ import json
 import os
 import re
 import sys
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 from ..instance import HostRecord
 from ..layout import Layout
-from ..process import stop_processes
+from ..process import started, stop_processes
 from .asok import asok_command
 from .daemon import Daemon
 from .fullmark import mark, unmark
+from .libcephfs import EVICT_TIMEOUT, evict, read_notes
 
 POLL = 0.02
 MOUNT_CHECK = 1.0
@@ -138,6 +147,39 @@ class MountWatch:
         return None
 
 
+class DeadClients:
+    """Evicts the MDS session of each in-process CephFS client of this host whose process ended
+    without unmounting (its note is still in `folder`), or that its own guard aborted. Each
+    eviction runs in a thread of its own: the OSD guard's loop never waits for the `ceph` command."""
+
+    def __init__(self, folder: Path, conf: Path):
+        self.folder, self.conf = folder, conf
+        self.pending: set[Path] = set()
+        self.unanswered: set[Path] = set()
+
+    def check(self) -> None:
+        for path, note in read_notes(self.folder):
+            if path not in self.pending and (note.get("aborted") or started(note["pid"], note["create_time"]) is None):
+                self.pending.add(path)
+                threading.Thread(target=self._evict, args=(path, note), daemon=True).start()
+
+    def _evict(self, path: Path, note: dict) -> None:
+        try:
+            why = evict(self.conf, Layout.of_conf(self.conf).keyring("client.admin"), note["gid"])
+            if why and "timed out" in why.lower():   # the MDS does not answer (e.g. a full store): said once
+                if path not in self.unanswered:
+                    self.unanswered.add(path)
+                    log(f"evicting fs client {note['gid']} of process {note['pid']}: no answer from the MDS "
+                        f"within {EVICT_TIMEOUT:.0f} s; trying again every check")
+                return
+            gone = "was aborted" if note.get("aborted") else "ended without unmounting"
+            log(f"fs client {note['gid']} of process {note['pid']} {gone}: "
+                + (f"eviction failed ({why})" if why else "evicted"))
+            path.unlink(missing_ok=True)
+        finally:
+            self.pending.discard(path)
+
+
 HEARTBEAT_STALE = 5.0  # seconds without a beat before `status` calls the watchdog not answering
 
 
@@ -166,6 +208,7 @@ def run(conf: Path, host: str, osd_limit: int) -> None:
     record_path = layout.host_record(host)
     guards: dict[str, OsdGuard] = {}
     watch: MountWatch | None = None
+    dead_clients = DeadClients(layout.fs_clients(host), conf)
     next_mount_check = 0.0
     while True:
         now = time.monotonic()
@@ -175,6 +218,7 @@ def run(conf: Path, host: str, osd_limit: int) -> None:
             if record is None:
                 return  # the instance is being removed
             beat(heartbeat_path(run_dir, host))
+            dead_clients.check()
             watch = watch or MountWatch(layout.asok(record.ram_dir, f"fuse.{host}"))
             for p in record.processes:
                 if osd_limit and p.name.startswith("osd.") and p.name not in guards:

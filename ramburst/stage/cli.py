@@ -37,11 +37,15 @@ def stage():
 def _go(fn, name, state_dir, mpi, as_json, **kw) -> None:
     from ..api import attach
     from ..cli import make_comm
+    from .engine import StageError
 
     comm = make_comm(mpi)
     cluster = attach(name or "default", state_dir.absolute() if state_dir else None)
-    summary = fn(cluster, comm=comm, extent=parse_size(kw.pop("extent")), verify=not kw.pop("no_verify"),
-                 progress=not as_json, check=False, **kw)
+    try:
+        summary = fn(cluster, comm=comm, extent=parse_size(kw.pop("extent")), verify=not kw.pop("no_verify"),
+                     progress=not as_json, check=False, **kw)
+    except OSError as e:   # e.g. the mount ended by the watchdog (ENOTCONN): one line, not a traceback
+        raise StageError(f"stage: {e}") from None
     if comm is not None and comm.rank != 0:
         sys.exit(1 if summary.get("errors") else 0)
     if as_json:

@@ -53,13 +53,16 @@ class Stage:
     def plan(self) -> Plan:
         def build():
             plan = make_plan(self.source, self.keeper, self.state_name, self.opt.extent)
-            free = self.target.free_bytes() if self.direction == "out" else None  # in: the store says when full
+            # A folder (stage-out's DEST, or the fs: its quota is what df shows) says its free space
+            # up front; the pool and S3 say nothing (None) and answer NoSpace when full.
+            free = self.target.free_bytes()
             if free is not None and plan.bytes_total > free:
                 raise UsageError(f"{self.target.label}: needs {plan.bytes_total / 2**20:.1f} MiB, "
                                  f"only {free / 2**20:.1f} MiB free")
             self._check_parts(plan)
             if not self.opt.dry_run:
                 self.target.prepare(plan.entries)
+                self._restamp(plan)
                 gone = uploads.reconcile(self.target, plan)
                 if gone:  # journaled uploads someone aborted: copy those files again
                     uploads.forget(self.keeper, self.state_name, gone)
@@ -70,6 +73,16 @@ class Stage:
 
         plan = self.comm.agree("stage planning", build if self.comm.rank == 0 else None)
         return self.comm.bcast(plan)
+
+    def _restamp(self, plan: Plan) -> None:
+        """After a stage that did not end cleanly, a target that asks for it (stores/cephfs.py) gets
+        the files it made final again, to set their mtimes anew."""
+        restamp = getattr(self.target, "restamp", None)
+        if restamp is None or not self.target.unclean(self.state_name):
+            return
+        ext = self.opt.extent
+        restamp([e for e in plan.entries if e.kind == "f" and (d := plan.done.get(e.rel)) is not None
+                 and d.ident == e.ident and len(d.hashes) >= e.extents(ext) and (e.extents(ext) == 1 or d.final)])
 
     def _check_parts(self, plan: Plan) -> None:
         """A target with a part limit (S3: 10,000 parts, one per extent; at the 8 MiB default a
@@ -159,6 +172,13 @@ class Stage:
 
     # the whole stage -----------------------------------------------------------------------------------
     def run(self) -> dict:
+        try:
+            return self._run()
+        finally:  # a store's client (libcephfs) lets go of the files it holds
+            for store in (self.source, self.target):
+                getattr(store, "close", lambda: None)()
+
+    def _run(self) -> dict:
         t0 = time.monotonic()
         comm = self.comm
         plan = self.plan()
@@ -262,7 +282,7 @@ class Stage:
         if self.comm.rank == 0:
             uploads.abort_unfinished(self.target, self.keeper, self.state_name, plan, done)
         rank, why = fatal[0]
-        kind = "store full" if "NoSpace" in why or "No space" in why else "failed"
+        kind = "store full" if any(w in why for w in ("NoSpace", "No space", "quota exceeded")) else "failed"
         names = ", ".join(staged[:5]) + (f" and {len(staged) - 5} more" if len(staged) > 5 else "")
         msg = (f"stage {self.direction} to {self.target.label}: {kind} on rank {rank} ({why}); "
                f"{len(staged)} file(s) staged{': ' + names if staged else ''}; files larger than one extent "
