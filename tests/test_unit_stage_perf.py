@@ -90,6 +90,9 @@ def test_item1_s3_refuses_a_file_of_more_than_10000_extents_before_writing(tmp_p
         def state_lines(self, name):
             return []
 
+        def free_bytes(self):   # as every object store: says nothing, answers NoSpace when full
+            return None
+
         def prepare(self, entries):
             self.written.append("prepare")
 
