@@ -85,12 +85,23 @@ def clear(cluster, target: str) -> None:
             s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys[i:i + 1000]]})
 
 
-def settle(cluster, free: int, timeout: float = 90) -> None:
-    """Wait until deleted data is given back (CephFS purges deleted files in the background)."""
+FS_DATA = "cephfs.ramburst.data"
+
+
+def fs_objects(cluster) -> int:
+    with cluster.ioctx(FS_DATA) as io:
+        return sum(1 for _ in io.list_objects())
+
+
+def settle(cluster, free: int, objects: int = 0, timeout: float = 120) -> None:
+    """Wait until deleted data is gone: df shows the space back at once, but CephFS purges the
+    objects of deleted files in the background, and a purge running under the next row slowed
+    it by up to 3x (every fs row after the first, peers included); so also wait until the fs
+    data pool holds no more objects than before the rows."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         st = os.statvfs(cluster.mount)
-        if st.f_bavail * st.f_frsize >= 0.97 * free:
+        if st.f_bavail * st.f_frsize >= 0.97 * free and fs_objects(cluster) <= objects:
             return
         time.sleep(1)
 
@@ -109,6 +120,7 @@ def measure(cluster, state: Path, shapes: dict, threads: int) -> list[dict]:
     n = 0
     st = os.statvfs(cluster.mount)
     free = st.f_bavail * st.f_frsize
+    objects = fs_objects(cluster)
     for shape, (src, nbytes, files) in shapes.items():
         def row(tool, target, mode, seconds, shape=shape, nbytes=nbytes, files=files):
             rows.append({"shape": shape, "tool": tool, "target": target, "mode": mode,
@@ -125,26 +137,26 @@ def measure(cluster, state: Path, shapes: dict, threads: int) -> list[dict]:
                 os.utime(p)
             row("ramburst stage", t.split(":")[0], "rewrite", run(cmd))
             clear(cluster, t)
-            settle(cluster, free)
+            settle(cluster, free, objects)
             row("ramburst stage --no-verify", t.split(":")[0], "new prefix", run([*cmd, "--no-verify"]))
             clear(cluster, t)
-            settle(cluster, free)
+            settle(cluster, free, objects)
             if not t.startswith("s3:"):   # pool and fs trust the write ack: what reading all back costs
                 row("ramburst stage --read-back", t.split(":")[0], "new prefix", run([*cmd, "--read-back"]))
                 clear(cluster, t)
-                settle(cluster, free)
+                settle(cluster, free, objects)
             if t.startswith("fs:"):       # as before libcephfs (and for a user without the key): the mount
                 row("ramburst stage (through the mount)", "fs", "new prefix",
                     run(cmd, env={**os.environ, "RAMBURST_STAGE_FS": "mount"}))
                 clear(cluster, t)
-                settle(cluster, free)
+                settle(cluster, free, objects)
         for tool, template in PEERS.items():
             n += 1
             dst = cluster.mount / f"p{n}"
             dst.mkdir()
             row(tool, "fs", "new prefix", run(template.format(src=src, dst=dst, parent=src.parent, name=src.name)))
             shutil.rmtree(dst)
-            settle(cluster, free)
+            settle(cluster, free, objects)
     return rows
 
 
@@ -179,6 +191,26 @@ def first_writes(src: Path, nbytes: int, size: str, threads: int, work: Path) ->
     return out
 
 
+def fresh_tree(src: Path, nbytes: int, size: str, threads: int, work: Path) -> list[dict]:
+    """The 4 MiB tree into the fs of an instance of its own for each tool, so that every tool meets
+    the same fresh store (first writes: pages allocated on the way, no purge of earlier rows)."""
+    out = []
+    for tool in ["ramburst stage", *PEERS]:
+        name = f"stagefresh{len(out)}{os.getpid()}"
+        with ramburst.deploy(name=name, size=size, services=("pool", "fs"), state_dir=str(work / name),
+                             mount=str(work / f"m{name}")) as cluster:
+            dst = cluster.mount / "d"
+            dst.mkdir()
+            if tool == "ramburst stage":
+                seconds = run([RAMBURST, "stage", "in", str(src), "--to", "fs:/d", "--state-dir", str(work / name),
+                               "--threads", str(threads)])
+            else:
+                seconds = run(PEERS[tool].format(src=src, dst=dst, parent=src.parent, name=src.name))
+        out.append({"tool": tool, "seconds": round(seconds, 2), "MB/s": round(nbytes / 1e6 / seconds, 1)})
+        print(json.dumps({"fresh": out[-1]}), file=sys.stderr, flush=True)
+    return out
+
+
 def table(rows: list[dict], ref: float, first: dict) -> str:
     out = [f"pool's own write speed (4 MiB write_full, 16 in flight, 1 GiB, rewriting a warmed-up store): "
            f"{ref} MB/s",
@@ -200,12 +232,24 @@ def main() -> None:
     ap.add_argument("--small", type=int, default=10000)
     ap.add_argument("--threads", type=int, default=8)
     ap.add_argument("--name", default=f"stagebench{os.getpid()}")
+    ap.add_argument("--fresh", action="store_true", help="only the 4 MiB tree into the fs, each tool on a "
+                    "fresh instance of its own (--size)")
+    ap.add_argument("--only", help="measure only the shapes whose name starts with this (e.g. '4 MiB')")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ramburst-bench-stage-"))
     state = work / "state"
     try:
         shapes = make_shapes(work / "src", parse_size(a.big), parse_size(a.tree), a.small)
+        if a.fresh:
+            src, nbytes, _ = shapes["4 MiB files"]
+            rows = fresh_tree(src, nbytes, a.size, a.threads, work)
+            print(json.dumps(rows, indent=1) if a.json else "\n".join(
+                ["| tool (4 MiB files into a fresh fs) | s | MB/s |", "|---|---:|---:|"]
+                + [f"| {r['tool'].replace('|', chr(92) + '|')} | {r['seconds']} | {r['MB/s']} |" for r in rows]))
+            return
+        if a.only:
+            shapes = {k: v for k, v in shapes.items() if k.startswith(a.only)}
         first = first_writes(work / "src" / "large", parse_size(a.big), a.size, a.threads, work)
         print(json.dumps({"first_writes": first}), file=sys.stderr, flush=True)
         with ramburst.deploy(name=a.name, size=a.size, services=("pool", "s3", "fs"), state_dir=str(state),
