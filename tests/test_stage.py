@@ -423,6 +423,35 @@ def test_item_full_store_mid_stage_fails_cleanly(tmp_path):
     assert_nothing_left(name, state)
 
 
+def stage_while_filled(root: Path, state: Path, delay: str, fill) -> tuple[Path, str]:
+    """Stage 40 files of 4 MiB (one extent each: made final one by one) from root/few into fs:/mid,
+    slowed by `delay` s an item; once the first is final, `fill()` fills the store. The stage must
+    end, exit 1, its last line "store full" with the files staged. Returns (root/few, that line)."""
+    few = root / "few"
+    few.mkdir(parents=True)
+    for i in range(40):
+        (few / f"s{i:02d}").write_bytes(os.urandom(4 * MiB))
+    args = [RAMBURST, "stage", "in", str(few), "--to", "fs:/mid", "--state-dir", str(state), "--threads", "1"]
+    p = subprocess.Popen(args, env={**os.environ, "RAMBURST_STAGE_DELAY": delay}, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    mnt = Path(ramburst.attach(state_dir=state).mount)
+    try:
+        deadline = time.monotonic() + 120
+        while not list((mnt / "mid" / "few").glob("s*")):
+            assert p.poll() is None and time.monotonic() < deadline, p.communicate()
+            time.sleep(0.05)
+        fill()
+        out, err = p.communicate(timeout=300)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    assert p.returncode == 1, err
+    line = err.strip().splitlines()[-1]
+    assert "store full" in line and "run the same command again" in line, line
+    return few, line
+
+
 def test_item_full_fs_refused_up_front_and_mid_stage_fails_cleanly(tmp_path):
     """Into the fs: more than its free space (the quota, as df shows it) is refused before anything is
     written (before: the stage ran into the OSD's size, where the MDS waits forever, and never ended).
@@ -444,18 +473,7 @@ def test_item_full_fs_refused_up_front_and_mid_stage_fails_cleanly(tmp_path):
         assert "needs 2400.0 MiB, only" in r.stderr and "MiB free" in r.stderr, r.stderr
         assert not (mnt / "full").exists()
 
-        few = tmp_path / "src2" / "few"
-        few.mkdir(parents=True)
-        for i in range(40):   # one extent each: made final one by one, two to a work item
-            (few / f"s{i:02d}").write_bytes(os.urandom(4 * MiB))
-        args = [RAMBURST, "stage", "in", str(few), "--to", "fs:/mid", "--state-dir", str(state), "--threads", "1"]
-        p = subprocess.Popen(args, env={**os.environ, "RAMBURST_STAGE_DELAY": "1.5"}, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
-        try:
-            deadline = time.monotonic() + 120
-            while not list((mnt / "mid" / "few").glob("s*")):
-                assert p.poll() is None and time.monotonic() < deadline, p.communicate()
-                time.sleep(0.05)
+        def fill() -> None:
             # someone else fills the fs to 64 MiB below its quota (or to its first EDQUOT), at 80 MB/s:
             # at full speed two writers overshoot the quota (checked against sizes the MDS learns
             # late) into the OSD's size, where the MDS stops. The stage's next writes meet EDQUOT.
@@ -471,14 +489,9 @@ def test_item_full_fs_refused_up_front_and_mid_stage_fails_cleanly(tmp_path):
                         time.sleep(0.1)
                 except OSError as e:
                     assert e.errno == errno.EDQUOT, e
-            out, err = p.communicate(timeout=300)
-        finally:
-            if p.poll() is None:
-                p.kill()
-                p.communicate()
-        assert p.returncode == 1, err
-        line = err.strip().splitlines()[-1]
-        assert "store full" in line and "file(s) staged" in line and "run the same command again" in line, line
+
+        few, line = stage_while_filled(tmp_path / "src2", state, "1.5", fill)
+        assert "file(s) staged" in line, line   # EDQUOT: the stage itself says what it staged
         finals = [f for f in (mnt / "mid" / "few").iterdir() if not f.name.endswith(".rbstage-tmp")]
         assert finals and all(f.read_bytes() == (few / f.name).read_bytes() for f in finals)
         (mnt / "filler").unlink()
@@ -498,39 +511,22 @@ def test_item_full_fs_refused_up_front_and_mid_stage_fails_cleanly(tmp_path):
 def test_item_store_filled_by_the_pool_under_an_fs_stage_ends_it_with_store_full(tmp_path):
     """The pool fills the shared store at full speed while a stage writes into the fs: the OSD stops at
     the size, and the MDS then waits forever for its journal. The stage still ends, exit 1, "store
-    full", naming what was staged (its libcephfs client is aborted when a call waits 20 s, as the
-    watchdog ends ceph-fuse for the mount; before, the stage process never ended)."""
+    full" (its libcephfs client is aborted when a call waits 20 s, as the
+    watchdog ends ceph-fuse; should the abort not end a call, the command exits; before, it never ended)."""
     name = unique_name("bsp")
     state = tmp_path / name
     r = up("--name", name, "--state-dir", state, "--size", "1G", "--service", "pool", "--service", "fs",
            "--mount", tmp_path / "mnt")
     assert r.returncode == 0, r.stderr
     try:
-        few = tmp_path / "src" / "few"
-        few.mkdir(parents=True)
-        for i in range(40):
-            (few / f"s{i:02d}").write_bytes(os.urandom(4 * MiB))
-        args = [RAMBURST, "stage", "in", str(few), "--to", "fs:/mid", "--state-dir", str(state), "--threads", "1"]
-        p = subprocess.Popen(args, env={**os.environ, "RAMBURST_STAGE_DELAY": "0.3"}, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
-        try:
-            deadline = time.monotonic() + 120
-            while not list((tmp_path / "mnt" / "mid" / "few").glob("s*")):
-                assert p.poll() is None and time.monotonic() < deadline, p.communicate()
-                time.sleep(0.05)
+        def fill() -> None:   # the pool, at full speed, until the watchdog stops the OSD at the size
             cluster = ramburst.attach(state_dir=state)
             block = os.urandom(4 * MiB)
             with pytest.raises(Exception, match="no space"), concurrent.futures.ThreadPoolExecutor(8) as ex:
                 list(ex.map(lambda i: cluster.put(f"fill{i}", block), range(1000)))
             cluster.close()
-            out, err = p.communicate(timeout=240)
-        finally:
-            if p.poll() is None:
-                p.kill()
-                p.communicate()
-        assert p.returncode == 1, err
-        line = err.strip().splitlines()[-1]
-        assert "store full" in line and "file(s) staged" in line and "run the same command again" in line, line
+
+        stage_while_filled(tmp_path / "src", state, "0.3", fill)
     finally:
         cli("down", "--state-dir", state)
     assert_nothing_left(name, state)

@@ -26,6 +26,10 @@ from .daemon import tool_env
 
 OP_TIMEOUT = 20.0   # as the clients' OSD op timeout (conf.CLIENT_OP_TIMEOUT) and the watchdog's fs limit
 GUARD_TICK = 0.5
+WEDGED_AFTER = 10.0  # after the abort: pending calls still inside libcephfs
+# What a process does when its client stays wedged (calls that no abort ends, which no Python
+# thread can leave): None (the API's default) leaves those threads; `ramburst stage` exits.
+on_wedged = None
 EVICT_TIMEOUT = 15.0
 AT_FDCWD = -100
 AT_SYMLINK_NOFOLLOW = 0x100
@@ -202,8 +206,13 @@ class CephFS:
             with self._lock:
                 oldest = min(self._inflight.values(), default=None)
             if oldest is not None and time.monotonic() - oldest[0] >= self.op_timeout:
-                self.abort(f"no answer from the CephFS for {self.op_timeout:.0f} s ({oldest[1]}): a store "
-                           f"full at its size, or a daemon gone; client aborted")
+                why = (f"no answer from the CephFS for {self.op_timeout:.0f} s ({oldest[1]}): a store "
+                       f"full at its size, or a daemon gone; client aborted")
+                threading.Thread(target=self.abort, args=(why,), daemon=True).start()
+                # The abort can itself wait (a call blocked inside libcephfs holding its lock, seen
+                # with a store filled under a stage): then the process's own last resort decides.
+                if not self._stop.wait(WEDGED_AFTER) and self._inflight and on_wedged is not None:
+                    on_wedged(why + "; the abort did not end the pending calls")
                 return
 
     def abort(self, why: str) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -34,6 +35,20 @@ def stage():
     """Move a job's data into the instance and back: parallel, verified (xxh3), resumable."""
 
 
+def _exit_when_wedged() -> None:
+    """A stage command whose libcephfs calls stay stuck after their abort ends itself, as the
+    watchdog ends a stuck ceph-fuse: one line, exit 1 (the journal keeps what was staged)."""
+    from ..ceph import libcephfs
+
+    def leave(why: str) -> None:
+        sys.stderr.write(f"ramburst: error: stage: store full or the fs stopped answering ({why}); "
+                         f"what was staged is journaled: run the same command again\n")
+        sys.stderr.flush()
+        os._exit(1)
+
+    libcephfs.on_wedged = leave
+
+
 def _go(fn, name, state_dir, mpi, as_json, **kw) -> None:
     from ..api import attach
     from ..cli import make_comm
@@ -41,6 +56,7 @@ def _go(fn, name, state_dir, mpi, as_json, **kw) -> None:
 
     comm = make_comm(mpi)
     cluster = attach(name or "default", state_dir.absolute() if state_dir else None)
+    _exit_when_wedged()
     try:
         summary = fn(cluster, comm=comm, extent=parse_size(kw.pop("extent")), verify=not kw.pop("no_verify"),
                      progress=not as_json, check=False, **kw)
